@@ -1,0 +1,56 @@
+"""`asci serve`: the one HTTP service (webhook receiver, launcher API) on loopback.
+
+Components contribute routes through `build_app`; this module owns only the
+process lifecycle: bind, serve, and on SIGTERM/SIGINT finish in-flight requests
+and exit 0.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from aiohttp import web
+
+from asci_core import __version__
+from asci_core.config import Config
+from asci_core.jsonlog import get_logger
+
+log = get_logger("server")
+CONFIG_KEY = web.AppKey("config", Config)
+STARTED_KEY = web.AppKey("started", float)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({
+        "status": "ok",
+        "version": __version__,
+        "uptime_seconds": round(time.monotonic() - request.app[STARTED_KEY], 3),
+    })
+
+
+def build_app(config: Config) -> web.Application:
+    app = web.Application(client_max_size=config.autobuild.max_body_bytes)
+    app[CONFIG_KEY] = config
+    app[STARTED_KEY] = time.monotonic()
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
+    host = host or config.server.host
+    port = port if port is not None else config.server.port
+    runner = web.AppRunner(build_app(config), access_log=None,
+                           shutdown_timeout=config.server.shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("listening", address=f"http://{host}:{port}", version=__version__, config=config.source)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda s=sig: (log.info("stopping", signal=s.name), stop.set()))
+    await stop.wait()
+    await runner.cleanup()
+    log.info("stopped")

@@ -1,0 +1,58 @@
+"""Docker Engine: Debian's docker.io, started as `dockerd` when no engine answers."""
+from __future__ import annotations
+
+import contextlib
+import shutil
+from typing import Iterator
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from asci_core.stack.part import Part, Probe, Started, StartError
+
+
+@contextlib.contextmanager
+def engine_client(config, timeout: int = 120) -> Iterator[docker.DockerClient]:
+    """The one way ASCI code reaches the engine configured for the stack."""
+    client = docker.DockerClient(base_url=f"unix://{config.stack.docker.socket}", timeout=timeout)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+class DockerEnginePart(Part):
+    name = "docker"
+
+    @property
+    def managed(self) -> bool:
+        return self.config.stack.docker.managed
+
+    @property
+    def address(self) -> str:
+        return f"unix://{self.config.stack.docker.socket}"
+
+    @property
+    def start_timeout(self) -> float:
+        return self.config.stack.docker.start_timeout
+
+    def probe(self) -> Probe:
+        if not self.config.stack.docker.socket.exists():
+            return Probe(False, detail="no socket")
+        try:
+            with engine_client(self.config, timeout=3) as client:
+                v = client.version()
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            return Probe(False, detail=f"no answer ({type(exc).__name__})")
+        return Probe(True, version=f"{v.get('Version')} (API {v.get('ApiVersion')})")
+
+    def start(self) -> Started:
+        dockerd = shutil.which("dockerd")
+        if dockerd is None:
+            raise StartError("dockerd is not installed (Debian package docker.io; run scripts/setup.sh)")
+        socket = self.config.stack.docker.socket
+        # A socket left by a dead engine makes dockerd refuse to start.
+        if socket.exists() and not socket.is_dir():
+            socket.unlink()
+        return self.launch([dockerd, "--host", f"unix://{socket}"])

@@ -1,0 +1,70 @@
+"""Shared fixtures: the real stack once per session, and names that never collide."""
+from __future__ import annotations
+
+import re
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Iterator
+
+import docker
+import pytest
+
+from asci_core.config import Config, load_config
+from registry.service import RegistryAccess
+
+TEST_LABEL = "asci.test"
+
+
+@pytest.fixture(scope="session")
+def config() -> Config:
+    # The embedded defaults, or $ASCI_CONFIG: the tests run against what the product runs against.
+    return load_config()
+
+
+@dataclass(frozen=True)
+class Stack:
+    config: Config
+    registry: RegistryAccess
+    search_url: str
+
+
+@pytest.fixture(scope="session")
+def stack(config: Config) -> Stack:
+    """Bring up every part that is not answering; leave it running for the next run to reuse."""
+    from asci_core.stack.manager import StackManager
+    from registry.service import registry_access
+
+    report = StackManager(config).up()
+    if not report.ok:
+        details = "\n".join(f"{p.name}: {p.action}: {p.detail}" for p in report.parts if not p.up)
+        pytest.fail(f"the stack did not come up:\n{details}", pytrace=False)
+    return Stack(config, registry_access(config), config.stack.search.url.rstrip("/"))
+
+
+@pytest.fixture(scope="session")
+def docker_client(stack: Stack) -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=f"unix://{stack.config.stack.docker.socket}", timeout=300)
+    yield client
+    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+        container.remove(force=True)
+    client.close()
+
+
+@pytest.fixture
+def unique(request: pytest.FixtureRequest):
+    """unique("img") -> "asci-test-<test name>-img-<random>": safe for containers, repos and indices."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    token = uuid.uuid4().hex[:8]
+
+    def make(kind: str = "") -> str:
+        parts = ["asci-test", slug, kind, token]
+        return "-".join(p for p in parts if p)
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
