@@ -59,9 +59,13 @@ def cmd_stack_status(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from asci_core.server import serve
+    from asci_core.server import ServeError, serve
 
-    asyncio.run(serve(args.config_obj, host=args.host, port=args.port))
+    try:
+        asyncio.run(serve(args.config_obj, host=args.host, port=args.port))
+    except ServeError as exc:
+        print(f"asci: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -29,6 +29,10 @@ async def healthz(request: web.Request) -> web.Response:
     })
 
 
+class ServeError(Exception):
+    """The service could not start; the message says why."""
+
+
 def build_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.autobuild.max_body_bytes)
     app[CONFIG_KEY] = config
@@ -44,7 +48,11 @@ async def serve(config: Config, host: str | None = None, port: int | None = None
                            shutdown_timeout=config.server.shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     log.info("listening", address=f"http://{host}:{port}", version=__version__, config=config.source)
 
     stop = asyncio.Event()

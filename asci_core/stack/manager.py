@@ -152,17 +152,15 @@ class StackManager:
         with self.state.locked():
             records = self.state.load()
             for part in reversed(self.parts):
-                rec = records.pop(part.name, None)
-                if rec is None:
+                rec = records.get(part.name)
+                if rec is None or rec.kind != "process":
+                    # Built artifacts (images) are data: they stay, and so does the record of who made them.
                     continue
-                if rec.kind == "process":
-                    how = terminate(rec.identity)
-                    log.info("stopped", part=part.name, pid=rec.pid, how=how)
-                else:
-                    how = "kept (artifacts are data)"
+                del records[part.name]
+                how = terminate(rec.identity)
+                log.info("stopped", part=part.name, pid=rec.pid, how=how)
                 self._remove_files(rec)
-                report.parts.append(PartReport(part.name, rec.kind != "process", part.address, action=how,
-                                               detail=", ".join(rec.artifacts)))
+                report.parts.append(PartReport(part.name, False, part.address, action=how))
                 self.state.save(records)
         return report
 
