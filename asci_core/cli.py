@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 from typing import Sequence
@@ -80,6 +81,11 @@ def cmd_config_help(args: argparse.Namespace) -> int:
     return 0
 
 
+# Each component adds its own sub-commands: its module has `register(subparsers)`,
+# and every handler receives the parsed arguments with the loaded config in `args.config_obj`.
+COMPONENT_COMMANDS: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asci", description="ASCI build-and-deploy pipeline")
     parser.add_argument("--version", action="version", version=f"asci {__version__}")
@@ -107,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
     config_sub.add_parser("check", help="load and validate, then say ok").set_defaults(func=cmd_config_check)
     config_sub.add_parser("help", help="every setting with its default").set_defaults(func=cmd_config_help)
+
+    for module in COMPONENT_COMMANDS:
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -1,15 +1,14 @@
 """ASCI configuration: one YAML file, a section per component, validated up front.
 
-Settings are declared as frozen dataclasses; the loader walks their type hints,
-so a setting's type, default and help text live in one place. Every mistake is
-reported as a ConfigError naming the file, the dotted key and what was expected.
+Settings are declared as frozen dataclasses (core sections here, component
+sections in each component's settings module); the loader walks their type
+hints, so a setting's type, default and help text live in one place. Every
+mistake is a ConfigError naming the file, the dotted key and what was expected.
 """
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,47 +17,14 @@ from typing import Any, Literal
 
 import yaml
 
+from asci_core.config_base import CHECKS, ConfigError, Secret, setting
+from asci_logging.settings import LoggingSettings
+from autobuild.settings import AutobuildSettings
+
+__all__ = ["Config", "ConfigError", "Secret", "describe", "load_config", "parse_config"]
+
 ENV_CONFIG = "ASCI_CONFIG"
 ENV_STATE_DIR = "ASCI_STATE_DIR"
-
-
-class ConfigError(Exception):
-    """A configuration mistake, phrased for the person who wrote the file."""
-
-    def __init__(self, source: str, key: str, problem: str):
-        self.source = source
-        self.key = key
-        self.problem = problem
-        where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {problem}")
-
-
-class Secret:
-    """A value that must never be printed: repr and str hide it."""
-
-    __slots__ = ("_value", "origin")
-
-    def __init__(self, value: str, origin: str):
-        self._value = value
-        self.origin = origin
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret(from {self.origin})"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
 
 
 def _default_state_dir() -> Path:
@@ -77,63 +43,63 @@ def _project_root() -> Path:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    host: str = field(default="127.0.0.1", metadata=_help("address `asci serve` listens on", check="host"))
-    port: int = field(default=8080, metadata=_help("port of the HTTP service", check="port"))
-    shutdown_timeout: float = field(default=10.0, metadata=_help("seconds to finish requests on SIGTERM", check="positive"))
+    host: str = setting("127.0.0.1", help="address `asci serve` listens on", check="host")
+    port: int = setting(8080, help="port of the HTTP service", check="port")
+    shutdown_timeout: float = setting(10.0, help="seconds to finish requests on SIGTERM", check="positive")
 
 
 @dataclass(frozen=True)
 class DockerSettings:
-    managed: bool = field(default=True, metadata=_help("start dockerd when no engine answers"))
-    socket: Path = field(default=Path("/var/run/docker.sock"), metadata=_help("Docker Engine API socket"))
-    start_timeout: float = field(default=60.0, metadata=_help("seconds to wait for the engine", check="positive"))
+    managed: bool = setting(True, help="start dockerd when no engine answers")
+    socket: Path = setting(Path("/var/run/docker.sock"), help="Docker Engine API socket")
+    start_timeout: float = setting(60.0, help="seconds to wait for the engine", check="positive")
 
 
 @dataclass(frozen=True)
 class JournaldSettings:
-    managed: bool = field(default=True, metadata=_help("run systemd-journald standalone when none answers"))
-    binary: Path = field(default=Path("/lib/systemd/systemd-journald"), metadata=_help("journald executable"))
-    start_timeout: float = field(default=15.0, metadata=_help("seconds to wait for journald", check="positive"))
+    managed: bool = setting(True, help="run systemd-journald standalone when none answers")
+    binary: Path = setting(Path("/lib/systemd/systemd-journald"), help="journald executable")
+    start_timeout: float = setting(15.0, help="seconds to wait for journald", check="positive")
 
 
 @dataclass(frozen=True)
 class RegistrySettings:
-    managed: bool = field(default=True, metadata=_help("run the Distribution registry on loopback; false means use `url`"))
-    host: str = field(default="127.0.0.1", metadata=_help("listen address of the managed registry", check="host"))
-    port: int = field(default=5000, metadata=_help("listen port of the managed registry", check="port"))
-    url: str | None = field(default=None, metadata=_help("registry URL when not managed, e.g. https://registry.site:5000", check="url"))
-    username: str | None = field(default=None, metadata=_help("registry user when not managed"))
-    password: Secret | None = field(default=None, metadata=_help("registry password when not managed"))
-    start_timeout: float = field(default=20.0, metadata=_help("seconds to wait for the registry", check="positive"))
+    managed: bool = setting(True, help="run the Distribution registry on loopback; false means use `url`")
+    host: str = setting("127.0.0.1", help="listen address of the managed registry", check="host")
+    port: int = setting(5000, help="listen port of the managed registry", check="port")
+    url: str | None = setting(None, help="registry URL when not managed, e.g. https://registry.site:5000", check="url")
+    username: str | None = setting(None, help="registry user when not managed")
+    password: Secret | None = setting(None, help="registry password when not managed")
+    start_timeout: float = setting(20.0, help="seconds to wait for the registry", check="positive")
 
 
 @dataclass(frozen=True)
 class SearchSettings:
-    managed: bool = field(default=True, metadata=_help("run the embedded OpenSearch node; false means use `url`"))
-    url: str = field(default="http://127.0.0.1:9200", metadata=_help("Elasticsearch-API endpoint", check="url"))
-    transport_port: int = field(default=9300, metadata=_help("transport port of the managed node", check="port"))
-    heap_mb: int = field(default=512, metadata=_help("JVM heap of the managed node in MiB", check=("range", 256, 4096)))
-    username: str | None = field(default=None, metadata=_help("user for a site's Elasticsearch"))
-    password: Secret | None = field(default=None, metadata=_help("password for a site's Elasticsearch"))
-    launcher_dir: Path = field(default_factory=lambda: _project_root() / "tools/search-engine",
-                               metadata=_help("folder of the Java launcher (tools/search-engine)"))
-    start_timeout: float = field(default=120.0, metadata=_help("seconds to wait for the node", check="positive"))
+    managed: bool = setting(True, help="run the embedded OpenSearch node; false means use `url`")
+    url: str = setting("http://127.0.0.1:9200", help="Elasticsearch-API endpoint", check="url")
+    transport_port: int = setting(9300, help="transport port of the managed node", check="port")
+    heap_mb: int = setting(512, help="JVM heap of the managed node in MiB", check=("range", 256, 4096))
+    username: str | None = setting(None, help="user for a site's Elasticsearch")
+    password: Secret | None = setting(None, help="password for a site's Elasticsearch")
+    launcher_dir: Path = setting(default_factory=lambda: _project_root() / "tools/search-engine",
+                                 help="folder of the Java launcher (tools/search-engine)")
+    start_timeout: float = setting(120.0, help="seconds to wait for the node", check="positive")
 
 
 @dataclass(frozen=True)
 class BaseImageSettings:
-    enabled: bool = field(default=True, metadata=_help("make sure the base image exists on `stack up`"))
-    name: str = field(default="debian:bookworm", metadata=_help("image name:tag to create with debootstrap", check="image"))
-    suite: str = field(default="bookworm", metadata=_help("Debian suite to bootstrap", check="word"))
-    mirror: str = field(default="http://deb.debian.org/debian", metadata=_help("Debian mirror for debootstrap", check="url"))
-    security_mirror: str = field(default="http://deb.debian.org/debian-security", metadata=_help("Debian security mirror", check="url"))
-    tiny_name: str = field(default="asci/tiny:latest", metadata=_help("busybox image for quick tests", check="image"))
+    enabled: bool = setting(True, help="make sure the base image exists on `stack up`")
+    name: str = setting("debian:bookworm", help="image name:tag to create with debootstrap", check="image")
+    suite: str = setting("bookworm", help="Debian suite to bootstrap", check="word")
+    mirror: str = setting("http://deb.debian.org/debian", help="Debian mirror for debootstrap", check="url")
+    security_mirror: str = setting("http://deb.debian.org/debian-security", help="Debian security mirror", check="url")
+    tiny_name: str = setting("asci/tiny:latest", help="busybox image for quick tests", check="image")
 
 
 @dataclass(frozen=True)
 class StackSettings:
-    state_dir: Path = field(default_factory=lambda: Path(os.environ.get(ENV_STATE_DIR) or _default_state_dir()),
-                            metadata=_help("where the stack keeps data, logs, credentials and what it started"))
+    state_dir: Path = setting(default_factory=lambda: Path(os.environ.get(ENV_STATE_DIR) or _default_state_dir()),
+                              help="where the stack keeps data, logs, credentials and what it started")
     docker: DockerSettings = field(default_factory=DockerSettings)
     journald: JournaldSettings = field(default_factory=JournaldSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
@@ -142,38 +108,15 @@ class StackSettings:
 
 
 @dataclass(frozen=True)
-class RepositorySettings:
-    name: str = field(metadata=_help("Bitbucket project/slug, e.g. BL/desktop-base", check="repo"))
-    webhook_secret: Secret = field(metadata=_help("HMAC secret of the repository's webhook"))
-    dockerfile: str = field(default="Dockerfile", metadata=_help("Dockerfile path inside the repository", check="relpath"))
-    context: str = field(default=".", metadata=_help("build context inside the repository", check="relpath"))
-    tag_pattern: str = field(default=r"^v?\d+\.\d+\.\d+$", metadata=_help("tags that get built", check="regex"))
-    move_latest: bool = field(default=False, metadata=_help("also point `latest` at the highest version"))
-
-
-@dataclass(frozen=True)
-class AutobuildSettings:
-    workdir: Path | None = field(default=None, metadata=_help("clone and build area (default: STATE_DIR/autobuild)"))
-    max_body_bytes: int = field(default=1024 * 1024, metadata=_help("largest webhook body accepted", check="positive"))
-    concurrency: int = field(default_factory=lambda: os.cpu_count() or 1, metadata=_help("builds at once", check="positive"))
-    repositories: list[RepositorySettings] = field(default_factory=list, metadata=_help("repositories that build images"))
-
-
-@dataclass(frozen=True)
 class SlackSettings:
-    webhook_url: Secret | None = field(default=None, metadata=_help("incoming-webhook URL; unset means no Slack notices"))
-    channel: str | None = field(default=None, metadata=_help("channel override"))
-    notify_success: bool = field(default=False, metadata=_help("post successful builds too"))
-
-
-@dataclass(frozen=True)
-class LoggingSettings:
-    level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=_help("lowest level written"))
+    webhook_url: Secret | None = setting(None, help="incoming-webhook URL; unset means no Slack notices")
+    channel: str | None = setting(None, help="channel override")
+    notify_success: bool = setting(False, help="post successful builds too")
 
 
 @dataclass(frozen=True)
 class Config:
-    source: str = field(default="<embedded defaults>", metadata=_help("where this configuration came from", internal=True))
+    source: str = setting("<embedded defaults>", help="where this configuration came from", internal=True)
     server: ServerSettings = field(default_factory=ServerSettings)
     stack: StackSettings = field(default_factory=StackSettings)
     autobuild: AutobuildSettings = field(default_factory=AutobuildSettings)
@@ -318,7 +261,7 @@ class _Loader:
 
     def check(self, check: Any, value: Any, key: str) -> None:
         name, *args = check if isinstance(check, tuple) else (check,)
-        problem = _CHECKS[name](value, *args)
+        problem = CHECKS[name](value, *args)
         if problem:
             self.fail(key, problem)
 
@@ -330,53 +273,6 @@ def _kind(value: Any) -> str:
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
-
-
-def _check_port(v: int) -> str | None:
-    return None if 1 <= v <= 65535 else f"expected a port from 1 to 65535, got {v}"
-
-
-def _check_host(v: str) -> str | None:
-    if v == "localhost":
-        return None
-    try:
-        ipaddress.ip_address(v)
-    except ValueError:
-        return f"expected an IP address such as 127.0.0.1, got {v!r}"
-    return None
-
-
-def _check_url(v: str) -> str | None:
-    return None if re.fullmatch(r"https?://[^\s/]+(/\S*)?", v) else f"expected an http(s) URL, got {v!r}"
-
-
-def _check_regex(v: str) -> str | None:
-    try:
-        re.compile(v)
-    except re.error as exc:
-        return f"not a valid regular expression ({exc})"
-    return None
-
-
-def _check_relpath(v: str) -> str | None:
-    parts = Path(v).parts
-    if Path(v).is_absolute() or ".." in parts:
-        return f"expected a path inside the repository, got {v!r}"
-    return None
-
-
-_CHECKS: dict[str, typing.Callable[..., str | None]] = {
-    "port": _check_port,
-    "host": _check_host,
-    "url": _check_url,
-    "regex": _check_regex,
-    "relpath": _check_relpath,
-    "positive": lambda v: None if v > 0 else f"expected a number above 0, got {v}",
-    "range": lambda v, lo, hi: None if lo <= v <= hi else f"expected a value from {lo} to {hi}, got {v}",
-    "word": lambda v: None if re.fullmatch(r"[a-z][a-z0-9-]*", v) else f"expected a lower-case name, got {v!r}",
-    "image": lambda v: None if re.fullmatch(r"[a-z0-9][a-z0-9._/-]*(:[\w][\w.-]{0,127})?", v) else f"expected an image name such as debian:bookworm, got {v!r}",
-    "repo": lambda v: None if re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", v) else f"expected PROJECT/SLUG, got {v!r}",
-}
 
 
 def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
