@@ -14,6 +14,9 @@ from asci_core.config import Config, load_config
 from registry.service import RegistryAccess
 
 TEST_LABEL = "asci.test"
+# Containers are labelled with this run's token, so cleanup never touches another run's containers.
+TEST_RUN = uuid.uuid4().hex[:12]
+LABELS = {TEST_LABEL: TEST_RUN}
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +49,7 @@ def stack(config: Config) -> Stack:
 def docker_client(stack: Stack) -> Iterator[docker.DockerClient]:
     client = docker.DockerClient(base_url=f"unix://{stack.config.stack.docker.socket}", timeout=300)
     yield client
-    for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+    for container in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={TEST_RUN}"}):
         container.remove(force=True)
     client.close()
 

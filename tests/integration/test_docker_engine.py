@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from tests.conftest import TEST_LABEL
+from tests.conftest import LABELS
 
 
 def test_build_from_bootstrapped_debian_and_run(docker_client, unique, stack):
@@ -15,10 +15,10 @@ def test_build_from_bootstrapped_debian_and_run(docker_client, unique, stack):
     )
     tag = f"{unique('img')}:1"
     image, build_log = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True,
-                                                  labels={TEST_LABEL: "1"})
+                                                  labels=LABELS)
     try:
         assert any("Successfully built" in line.get("stream", "") for line in build_log)
-        output = docker_client.containers.run(tag, remove=True, labels={TEST_LABEL: "1"})
+        output = docker_client.containers.run(tag, remove=True, labels=LABELS)
         assert output.decode().strip() == "built on Debian GNU/Linux 12 (bookworm)"
     finally:
         docker_client.images.remove(image.id, force=True)

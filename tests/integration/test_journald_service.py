@@ -5,7 +5,7 @@ import time
 
 from systemd import journal
 
-from tests.conftest import TEST_LABEL
+from tests.conftest import LABELS
 
 
 def read_container_messages(name: str, timeout: float = 10.0) -> list[dict]:
@@ -27,7 +27,7 @@ def test_container_line_is_read_back_by_container_name(docker_client, unique, st
     marker = f"hello from {name}"
     docker_client.containers.run(
         stack.config.stack.base_image.tiny_name, ["sh", "-c", f"echo '{marker}'; echo oops >&2"],
-        name=name, remove=True, labels={TEST_LABEL: "1"},
+        name=name, remove=True, labels=LABELS,
         log_config={"Type": "journald", "Config": {"tag": f"asci/test/{name}"}},
     )
     entries = read_container_messages(name)

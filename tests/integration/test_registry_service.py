@@ -7,7 +7,7 @@ import stat
 import requests
 
 from registry.service import registry_dir
-from tests.conftest import TEST_LABEL
+from tests.conftest import LABELS
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -18,7 +18,7 @@ MANIFEST_TYPES = ", ".join([
 def build_small_image(docker_client, stack, ref: str, content: str):
     dockerfile = f"FROM {stack.config.stack.base_image.tiny_name}\nRUN echo '{content}' > /content\n"
     image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, rm=True,
-                                          labels={TEST_LABEL: "1"})
+                                          labels=LABELS)
     return image
 
 
@@ -67,7 +67,7 @@ def test_authenticated_push_pulls_back_with_the_same_digest(docker_client, stack
     pulled = docker_client.images.pull(repo, tag="v1", auth_config=stack.registry.auth_config())
     try:
         assert f"{repo}@{pushed}" in pulled.attrs["RepoDigests"]
-        out = docker_client.containers.run(ref, ["cat", "/content"], remove=True, labels={TEST_LABEL: "1"})
+        out = docker_client.containers.run(ref, ["cat", "/content"], remove=True, labels=LABELS)
         assert out.decode().strip() == "authenticated"
     finally:
         docker_client.images.remove(ref, force=True)
