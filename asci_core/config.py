@@ -20,6 +20,7 @@ import yaml
 from asci_core.config_base import CHECKS, ConfigError, Secret, setting
 from asci_logging.settings import LoggingSettings
 from autobuild.settings import AutobuildSettings
+from registry.settings import RegistryComponentSettings
 
 __all__ = ["Config", "ConfigError", "Secret", "describe", "load_config", "parse_config"]
 
@@ -120,6 +121,7 @@ class Config:
     server: ServerSettings = field(default_factory=ServerSettings)
     stack: StackSettings = field(default_factory=StackSettings)
     autobuild: AutobuildSettings = field(default_factory=AutobuildSettings)
+    registry: RegistryComponentSettings = field(default_factory=RegistryComponentSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -154,7 +156,13 @@ def parse_config(text: str, source: str = "<string>", base_dir: Path | None = No
         data = {}
     loader = _Loader(source, base_dir or Path.cwd())
     values = loader.section(Config, data, "", skip={"source"})
-    return Config(source=source, **values)
+    config = Config(source=source, **values)
+    for name in values:
+        # A section may check what single settings cannot: references between them, uniqueness.
+        check = getattr(getattr(config, name), "problems", None)
+        for key, problem in (check() if check else []):
+            raise ConfigError(source, f"{name}.{key}", problem)
+    return config
 
 
 class _Loader:
@@ -200,6 +208,12 @@ class _Loader:
             if not isinstance(raw, list):
                 self.fail(key, f"expected a list, got {_kind(raw)}")
             return [self.value(item, v, f"{key}[{i}]", meta) for i, v in enumerate(raw)]
+        if origin is dict:
+            key_type, value_type = typing.get_args(hint)
+            if not isinstance(raw, dict):
+                self.fail(key, f"expected a mapping, got {_kind(raw)}")
+            return {self.scalar(key_type, k, f"{key}.{k}"): self.scalar(value_type, v, f"{key}.{k}")
+                    for k, v in raw.items()}
         if dataclasses.is_dataclass(hint):
             return hint(**self.section(hint, raw, key))
         if hint is Secret:

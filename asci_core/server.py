@@ -34,10 +34,14 @@ class ServeError(Exception):
 
 
 def build_app(config: Config) -> web.Application:
-    app = web.Application(client_max_size=config.autobuild.max_body_bytes)
+    from autobuild import http as autobuild_http
+    from autobuild.service import Autobuild
+
+    app = web.Application()
     app[CONFIG_KEY] = config
     app[STARTED_KEY] = time.monotonic()
     app.router.add_get("/healthz", healthz)
+    autobuild_http.setup(app, Autobuild(config))
     return app
 
 

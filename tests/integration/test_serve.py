@@ -19,8 +19,11 @@ def test_serve_answers_and_shuts_down_on_sigterm():
     port = free_port()
     proc = subprocess.Popen([ASCI, "serve", "--port", str(port)], stdout=subprocess.PIPE, text=True)
     try:
-        first = json.loads(proc.stdout.readline())
-        assert first["component"] == "server" and first["message"] == "listening"
+        startup = []
+        while not startup or startup[-1]["message"] != "listening":
+            startup.append(json.loads(proc.stdout.readline()))
+        first = startup[-1]
+        assert first["component"] == "server"
         assert first["address"] == f"http://127.0.0.1:{port}"
         health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert health.status_code == 200 and health.json()["status"] == "ok"
@@ -29,7 +32,7 @@ def test_serve_answers_and_shuts_down_on_sigterm():
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         assert time.monotonic() - t0 < 5
-        rest = [json.loads(line) for line in proc.stdout.read().splitlines()]
+        rest = [e for e in map(json.loads, proc.stdout.read().splitlines()) if e["component"] == "server"]
         assert [e["message"] for e in rest] == ["stopping", "stopped"]
         assert rest[0]["signal"] == "SIGTERM"
     finally:

@@ -30,9 +30,15 @@ def test_embedded_defaults_need_no_file(monkeypatch):
     assert cfg.stack.search.url == "http://127.0.0.1:9200"
 
 
-def test_example_file_loads_with_secrets_from_env(monkeypatch):
+def test_example_file_loads_with_secrets_from_env_and_file(monkeypatch, tmp_path):
     monkeypatch.setenv("ASCI_WEBHOOK_SECRET_DESKTOP_BASE", "s3cret-value")
-    cfg = load_config(ROOT / "asci.example.yaml")
+    monkeypatch.setenv("ASCI_GIT_TOKEN", "git-token")
+    (tmp_path / "mx").write_text("mx-secret\n")
+    text = (ROOT / "asci.example.yaml").read_text().replace("/etc/asci/secrets/mx-beamline", str(tmp_path / "mx"))
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.autobuild.repositories[1].webhook_secret.reveal() == "mx-secret"
+    assert cfg.autobuild.repositories[1].build_args == {"BASE_TAG": "latest"}
+    assert cfg.autobuild.hosts[0].password.reveal() == "git-token"
     repo = cfg.autobuild.repositories[0]
     assert repo.name == "BL/desktop-base"
     assert repo.webhook_secret.reveal() == "s3cret-value"
@@ -79,6 +85,10 @@ MALFORMED = [
     ("listen address not an IP", "server:\n  host: my host\n", "server.host: expected an IP address"),
     ("secret of the wrong shape", "slack:\n  webhook_url: {vault: x}\n",
      "slack.webhook_url: expected a secret: a string, {env: VARIABLE} or {file: PATH}"),
+    ("unknown host reference", "autobuild:\n  repositories:\n    - name: P/r\n      webhook_secret: x\n      host: nowhere\n",
+     "autobuild.repositories[0].host: no host named 'nowhere' in autobuild.hosts (none defined)"),
+    ("build args not a mapping", "autobuild:\n  repositories:\n    - name: P/r\n      webhook_secret: x\n      build_args: [A]\n",
+     "autobuild.repositories[0].build_args: expected a mapping, got a list"),
     ("heap out of range", "stack:\n  search:\n    heap_mb: 64\n", "stack.search.heap_mb: expected a value from 256 to 4096, got 64"),
 ]
 

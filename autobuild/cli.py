@@ -1,0 +1,120 @@
+"""`asci builds list | show ID | log ID [-f] | retry ID | graph`, through the running service's API."""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+
+import requests
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    builds = sub.add_parser("builds", help="autobuild's builds, through the API of `asci serve`")
+    builds.add_argument("--url", help="service address (default: http://server.host:server.port)")
+    actions = builds.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("list", help="recent builds")
+    p.add_argument("--repository")
+    p.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "skipped"])
+    p.add_argument("--limit", type=int, default=30)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = actions.add_parser("show", help="one build: stages, times, digest, error, trigger")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_show)
+    p = actions.add_parser("log", help="a build's log")
+    p.add_argument("id", type=int)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the build ends")
+    p.set_defaults(func=cmd_log)
+    p = actions.add_parser("retry", help="queue a finished build again")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_retry)
+    actions.add_parser("graph", help="which image is built FROM which").set_defaults(func=cmd_graph)
+
+
+class ApiError(Exception):
+    pass
+
+
+def _call(args: argparse.Namespace, method: str, path: str, **kw) -> requests.Response:
+    cfg = args.config_obj.server
+    base = (args.url or f"http://{cfg.host}:{cfg.port}").rstrip("/")
+    try:
+        resp = requests.request(method, base + path, timeout=kw.pop("timeout", 30), **kw)
+    except requests.ConnectionError:
+        raise ApiError(f"no ASCI service answers at {base} (is `asci serve` running?)") from None
+    if resp.status_code >= 400:
+        try:
+            message = resp.json().get("error") or resp.text
+        except ValueError:
+            message = resp.text
+        raise ApiError(f"{message} (HTTP {resp.status_code})")
+    return resp
+
+
+def _guarded(fn):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except ApiError as exc:
+            print(f"asci builds: {exc}", file=sys.stderr)
+            return 1
+    return run
+
+
+def _when(ts: float | None) -> str:
+    return "-" if not ts else _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@_guarded
+def cmd_list(args: argparse.Namespace) -> int:
+    params = {k: v for k, v in (("repository", args.repository), ("status", args.status)) if v}
+    builds = _call(args, "GET", "/builds", params={**params, "limit": args.limit}).json()["builds"]
+    if args.json:
+        print(json.dumps(builds, indent=2))
+        return 0
+    print(f"{'ID':>5}  {'STATUS':9}  {'REPOSITORY':28}  {'TAG':16}  {'TRIGGER':8}  {'CREATED':19}")
+    for b in builds:
+        print(f"{b['id']:>5}  {b['status']:9}  {b['repository'][:28]:28}  {b['tag'][:16]:16}  "
+              f"{b['trigger']:8}  {_when(b['created_at'])}")
+    return 0
+
+
+@_guarded
+def cmd_show(args: argparse.Namespace) -> int:
+    b = _call(args, "GET", f"/builds/{args.id}").json()
+    print(f"build {b['id']}: {b['repository']} {b['tag']} at {b['commit_sha']}")
+    print(f"  status     {b['status']} (attempts: {b['attempts']})")
+    print(f"  trigger    {b['trigger']}" + (f" by build {b['triggered_by']}" if b["triggered_by"] else ""))
+    print(f"  created    {_when(b['created_at'])}  started {_when(b['started_at'])}  finished {_when(b['finished_at'])}")
+    if b["digest"]:
+        print(f"  digest     {b['digest']}")
+    if b["error"]:
+        print(f"  error      {b['failed_stage']}: {b['error']}")
+    for s in b["stages"]:
+        took = f"{s['finished_at'] - s['started_at']:.2f}s" if s.get("finished_at") else "..."
+        print(f"  stage {s['name']:8} {s['outcome']:8} {took:>8}  {s.get('note', '')}")
+    return 0
+
+
+@_guarded
+def cmd_log(args: argparse.Namespace) -> int:
+    params = {"follow": "1"} if args.follow else {}
+    resp = _call(args, "GET", f"/builds/{args.id}/log", params=params, stream=True, timeout=None)
+    for chunk in resp.iter_content(chunk_size=None):
+        sys.stdout.write(chunk.decode("utf-8", "replace"))
+        sys.stdout.flush()
+    return 0
+
+
+@_guarded
+def cmd_retry(args: argparse.Namespace) -> int:
+    new = _call(args, "POST", f"/builds/{args.id}/retry").json()
+    print(f"queued build {new['build']} (retry of {args.id})")
+    return 0
+
+
+@_guarded
+def cmd_graph(args: argparse.Namespace) -> int:
+    print(_call(args, "GET", "/builds/graph").json()["text"] or "(no successful builds yet)")
+    return 0

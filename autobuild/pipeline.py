@@ -1,0 +1,287 @@
+"""clone → build → push → verify → latest: one build, each stage timed and logged.
+
+Runs in a worker thread. Stages raise TransientError (retry later) or
+BuildError (final); every line the engine streams goes to the build's log.
+Nothing from a webhook reaches a shell: git and the engine get arguments.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import quote
+
+import docker
+import docker.errors
+import git
+import requests.exceptions
+
+from autobuild.buildlog import BuildLog
+from autobuild.errors import BuildError, TransientError
+from autobuild.inheritance import FromLine, parse_from_lines, split_reference
+from autobuild.settings import BitbucketHostSettings, RepositorySettings
+from autobuild.store import Build
+from autobuild.tags import highest
+from registry.client import RegistryClient
+from registry.errors import NotFound, RegistryError, RegistryUnavailable
+from registry.service import RegistryAccess
+
+# Engine and network trouble that goes away by itself.
+_TRANSIENT_TEXT = re.compile(
+    r"connection refused|connection reset|i/o timeout|timeout|timed out|EOF|no such host|temporary failure"
+    r"|service unavailable|50[0-4]|too many requests|broken pipe|could not resolve host|unable to access"
+    r"|cannot connect to the docker daemon", re.IGNORECASE)
+_AUTH_TEXT = re.compile(r"unauthorized|authentication required|no basic auth credentials|denied", re.IGNORECASE)
+
+
+@dataclass
+class StageRecord:
+    name: str
+    started_at: float
+    finished_at: float | None = None
+    outcome: str = "running"
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Result:
+    digest: str
+    parents: list[dict[str, str | None]]  # FROM images, and the ARG that supplies each tag
+    latest_moved: bool
+    stages: list[StageRecord] = field(default_factory=list)
+
+
+def image_repository(repo: RepositorySettings) -> str:
+    """The repository path inside the registry: configured, or the lower-cased PROJECT/slug."""
+    return repo.image or repo.name.lower()
+
+
+def source_url(host: BitbucketHostSettings, repo: RepositorySettings) -> str:
+    project, slug = repo.name.split("/", 1)
+    if host.kind == "server":
+        return f"{host.url.rstrip('/')}/projects/{project}/repos/{slug}"
+    return f"{host.url.rstrip('/')}/{project}/{slug}"
+
+
+class Secrets:
+    """Removes credentials from any text before it is logged or stored."""
+
+    def __init__(self, *values: str | None):
+        self._values = sorted({v for raw in values if raw for v in (raw, quote(raw, safe=""))}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "***")
+        return text
+
+
+class Pipeline:
+    def __init__(self, *, workdir: Path, access: RegistryAccess, engine_socket: Path,
+                 repositories: dict[str, RepositorySettings], hosts: dict[str, BitbucketHostSettings],
+                 succeeded_tags: Callable[[str], list[str]]):
+        self.workdir = workdir
+        self.access = access
+        self.engine_socket = engine_socket
+        self.repositories = repositories
+        self.hosts = hosts
+        self.succeeded_tags = succeeded_tags
+        self.registry = RegistryClient(access)
+
+    def run(self, build: Build, log: BuildLog, on_stage: Callable[[list[StageRecord]], None]) -> Result:
+        repo = self.repositories.get(build.repository)
+        if repo is None:
+            raise BuildError("setup", f"repository {build.repository} is no longer configured")
+        host = self.hosts[repo.host]
+        stages: list[StageRecord] = []
+        image = f"{self.access.address}/{image_repository(repo)}"
+        secrets = Secrets(host.password.reveal() if host.password else None,
+                          self.access.password.reveal() if self.access.password else None)
+        clone_dir = self.workdir / "clones" / f"build-{build.id}"
+
+        @contextmanager
+        def stage(name: str) -> Iterator[StageRecord]:
+            record = StageRecord(name, time.time())
+            stages.append(record)
+            on_stage(stages)
+            log.write(f"==> {name}")
+            try:
+                yield record
+            except Exception as exc:
+                record.outcome = "failed"
+                record.finished_at = time.time()
+                on_stage(stages)
+                if isinstance(exc, (TransientError, BuildError)):
+                    exc.args = (secrets.redact(str(exc)),)
+                    log.write(f"==> {name} failed: {exc}")
+                    raise
+                message = secrets.redact(f"{type(exc).__name__}: {exc}")
+                log.write(f"==> {name} failed: {message}")
+                raise TransientError(name, message) from None
+            record.outcome = "ok"
+            record.finished_at = time.time()
+            on_stage(stages)
+            log.write(f"==> {name} done in {record.finished_at - record.started_at:.2f}s")
+
+        client = docker.DockerClient(base_url=f"unix://{self.engine_socket}", timeout=600)
+        try:
+            with stage("clone"):
+                self._clone(host, repo, build, clone_dir, log, secrets)
+            with stage("build") as rec:
+                parents = self._build(client, repo, host, build, clone_dir, f"{image}:{build.tag}", log)
+                rec.note = f"FROM {', '.join(p.image for p in parents) or '(none)'}"
+            with stage("push") as rec:
+                digest = self._push(client, image, build.tag, log)
+                rec.note = digest
+            with stage("verify") as rec:
+                self._verify(image_repository(repo), build.tag, digest)
+                rec.note = "registry digest matches"
+            latest_moved = False
+            if repo.move_latest:
+                with stage("latest") as rec:
+                    latest_moved = self._move_latest(client, image, image_repository(repo), build, digest, log)
+                    rec.note = "moved" if latest_moved else "a higher version holds latest"
+            return Result(digest, [{"image": p.image, "tag_arg": p.tag_arg} for p in parents], latest_moved, stages)
+        finally:
+            client.close()
+            shutil.rmtree(clone_dir, ignore_errors=True)
+
+    # --- stages ---------------------------------------------------------------
+
+    def _clone(self, host: BitbucketHostSettings, repo: RepositorySettings, build: Build, dest: Path,
+               log: BuildLog, secrets: Secrets) -> None:
+        project, slug = repo.name.split("/", 1)
+        url = host.clone_url.format(
+            project=quote(project, safe=""), slug=quote(slug, safe=""),
+            username=quote(host.username or "", safe=""),
+            password=quote(host.password.reveal() if host.password else "", safe=""))
+        log.write(f"cloning {secrets.redact(url)} at tag {build.tag}")
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            cloned = git.Repo.clone_from(url, dest, branch=build.tag, depth=1, single_branch=True,
+                                         env={"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"})
+        except git.GitCommandError as exc:
+            text = secrets.redact(str(exc.stderr or exc))
+            if re.search(r"not found in upstream|Remote branch .* not found|couldn't find remote ref", text):
+                raise BuildError("clone", f"tag {build.tag} does not exist in the repository: {text.strip()}")
+            raise TransientError("clone", f"git clone failed: {text.strip()}")
+        try:
+            head = cloned.head.commit.hexsha
+        finally:
+            cloned.close()
+        if head != build.commit_sha:
+            raise BuildError("clone", f"tag {build.tag} now points at {head}, not at {build.commit_sha} "
+                                      "as the webhook said; a newer delivery will build it")
+        log.write(f"checked out {head}")
+
+    def _build(self, client: docker.DockerClient, repo: RepositorySettings, host: BitbucketHostSettings,
+               build: Build, clone_dir: Path, ref: str, log: BuildLog) -> list[FromLine]:
+        root = clone_dir.resolve()
+        context = (root / repo.context).resolve()
+        dockerfile = (root / repo.dockerfile).resolve()
+        # A symlink in the repository must not lead the build out of the clone.
+        for path, what in ((context, "build context"), (dockerfile, "Dockerfile")):
+            if not path.is_relative_to(root):
+                raise BuildError("build", f"{what} resolves outside the repository")
+        if not dockerfile.is_file():
+            raise BuildError("build", f"no Dockerfile at {dockerfile.relative_to(root)}")
+        args = {**repo.build_args, **build.build_args}
+        parents = parse_from_lines(dockerfile.read_text(errors="replace"), args)
+        self._fetch_parents(client, parents, log)
+        labels = {
+            "org.opencontainers.image.source": source_url(host, repo),
+            "org.opencontainers.image.revision": build.commit_sha,
+            "org.opencontainers.image.version": build.tag,
+            "org.opencontainers.image.created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "asci.build.id": str(build.id),
+        }
+        log.write(f"building {ref}")
+        try:
+            inside = dockerfile.is_relative_to(context)
+            stream = client.api.build(path=str(context),
+                                      dockerfile=str(dockerfile.relative_to(context) if inside else dockerfile),
+                                      tag=ref, labels=labels, buildargs=args, rm=True, forcerm=True, decode=True)
+            for line in stream:
+                if "stream" in line:
+                    log.write_raw(line["stream"])
+                elif "status" in line:
+                    log.write(line["status"])
+                if "error" in line:
+                    message = line["error"].strip()
+                    if _TRANSIENT_TEXT.search(message) and "returned a non-zero code" not in message:
+                        raise TransientError("build", message)
+                    raise BuildError("build", message)
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+            raise TransientError("build", f"Docker Engine: {exc}") from None
+        return parents
+
+    def _fetch_parents(self, client: docker.DockerClient, parents: list[FromLine], log: BuildLog) -> None:
+        """Base images from our registry are pulled with our credentials; others must already be local."""
+        for parent in parents:
+            name, tag = split_reference(parent.image)
+            if not name.startswith(f"{self.access.address}/"):
+                continue
+            try:
+                client.images.pull(name, tag=tag, auth_config=self.access.auth_config())
+                log.write(f"pulled base {name}:{tag}")
+            except docker.errors.NotFound:
+                raise BuildError("build", f"base image {name}:{tag} is not in the registry") from None
+            except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+                if _TRANSIENT_TEXT.search(str(exc)):
+                    raise TransientError("build", f"pulling base {name}:{tag}: {exc}") from None
+                raise BuildError("build", f"pulling base {name}:{tag}: {exc}") from None
+
+    def _push(self, client: docker.DockerClient, image: str, tag: str, log: BuildLog) -> str:
+        digest = None
+        try:
+            for line in client.api.push(image, tag=tag, stream=True, decode=True,
+                                        auth_config=self.access.auth_config()):
+                # The engine reports push failures inside the stream, never as an exception.
+                if "error" in line:
+                    message = line["error"].strip()
+                    if _AUTH_TEXT.search(message):
+                        raise BuildError("push", f"the registry refused our credentials: {message}")
+                    raise TransientError("push", message)
+                if "aux" in line and "Digest" in line["aux"]:
+                    digest = line["aux"]["Digest"]
+                elif "status" in line and "id" not in line:
+                    log.write(line["status"])
+        except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
+            raise TransientError("push", f"Docker Engine: {exc}") from None
+        if digest is None:
+            raise TransientError("push", "the engine reported no digest for the push")
+        log.write(f"pushed {image}:{tag} as {digest}")
+        return digest
+
+    def _verify(self, repository: str, tag: str, digest: str) -> None:
+        try:
+            stored = self.registry.manifest_digest(repository, tag)
+        except RegistryUnavailable as exc:
+            raise TransientError("verify", f"registry unavailable: {exc}") from None
+        except NotFound:
+            raise TransientError("verify", f"the registry does not list {repository}:{tag} after the push") from None
+        except RegistryError as exc:
+            raise BuildError("verify", f"registry: {exc}") from None
+        if stored != digest:
+            raise BuildError("verify", f"registry holds {stored} for {repository}:{tag}, not the pushed {digest}")
+
+    def _move_latest(self, client: docker.DockerClient, image: str, repository: str, build: Build, digest: str,
+                     log: BuildLog) -> bool:
+        top = highest([*self.succeeded_tags(build.repository), build.tag])
+        if top != build.tag:
+            log.write(f"latest stays: {top} is higher than {build.tag}")
+            return False
+        client.api.tag(f"{image}:{build.tag}", image, "latest", force=True)
+        pushed = self._push(client, image, "latest", log)
+        self._verify(repository, "latest", pushed)
+        if pushed != digest:
+            raise BuildError("latest", f"latest was pushed as {pushed}, expected {digest}")
+        return True

@@ -1,0 +1,210 @@
+"""Autobuild as a running service: the store, the intake, and the worker pool.
+
+Workers take builds from SQLite (so a restart resumes exactly where the last
+process stopped), run the pipeline in a thread, and decide what follows:
+retry with backoff, fail and tell Slack, or succeed and queue the children.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from asci_core.config import Config
+from asci_core.jsonlog import get_logger
+from autobuild.buildlog import BuildLog, tail_lines
+from autobuild.errors import BuildError, StageError, TransientError
+from autobuild.inheritance import Graph
+from autobuild.intake import Intake
+from autobuild.metrics import Metrics
+from autobuild.pipeline import Pipeline, StageRecord, image_repository
+from autobuild.slack import SlackNotifier
+from autobuild.store import (FAILED, QUEUED, SUCCEEDED, Build, NewBuild, Store, claim_next, insert_builds,
+                             requeue_interrupted, retry_build, set_fields, skip_dependents)
+from registry.service import registry_access
+
+log = get_logger("autobuild")
+
+
+def workdir_of(config: Config) -> Path:
+    return config.autobuild.workdir or config.stack.state_dir / "autobuild"
+
+
+class Autobuild:
+    def __init__(self, config: Config):
+        self.config = config
+        self.settings = config.autobuild
+        self.workdir = workdir_of(config)
+        self.store = Store(self.workdir / "autobuild.db")
+        self.intake = Intake(self.settings, self.store)
+        self.metrics = Metrics(self.store.counts)
+        self.access = registry_access(config)
+        self.repositories = {r.name: r for r in self.settings.repositories}
+        public = self.settings.public_url or f"http://{config.server.host}:{config.server.port}"
+        self.slack = SlackNotifier(config.slack.webhook_url, notify_success=config.slack.notify_success,
+                                   public_url=public)
+        self.pipeline = Pipeline(workdir=self.workdir, access=self.access, engine_socket=config.stack.docker.socket,
+                                 repositories=self.repositories, hosts={h.name: h for h in self.settings.hosts},
+                                 succeeded_tags=self.store.succeeded_tags)
+        self._wake = asyncio.Event()
+        self._workers: list[asyncio.Task] = []
+        self._stopping = False
+
+    def log_path(self, build_id: int) -> Path:
+        return self.workdir / "logs" / f"{build_id}.log"
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        resumed = await self._write(requeue_interrupted())
+        if resumed:
+            log.info("resuming builds interrupted by a restart", builds=resumed)
+            for build_id in resumed:
+                BuildLog(self.log_path(build_id)).write("==> resumed after a restart of autobuild")
+        self._workers = [asyncio.create_task(self._worker(i), name=f"autobuild-worker-{i}")
+                         for i in range(self.settings.concurrency)]
+        log.info("workers started", concurrency=self.settings.concurrency,
+                 repositories=len(self.repositories))
+
+    async def stop(self) -> None:
+        """Stop taking work and wait for running builds; they are resumed at the next start if cut short."""
+        self._stopping = True
+        self._wake.set()
+        if self._workers:
+            await asyncio.wait(self._workers, timeout=self.config.server.shutdown_timeout)
+            for task in self._workers:
+                task.cancel()
+        await self.slack.drain()
+        self.store.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _write(self, op):
+        return await asyncio.wrap_future(self.store.submit(op))
+
+    # --- work -----------------------------------------------------------------------
+
+    async def _worker(self, index: int) -> None:
+        while not self._stopping:
+            build_id = await self._write(claim_next(time.time()))
+            if build_id is None:
+                self._wake.clear()
+                try:
+                    # Also wake periodically: retries become due with time, not with events.
+                    await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            build = self.store.get(build_id)
+            try:
+                await self._run(build)
+            except Exception as exc:  # a bug in follow-up handling must not kill the worker
+                log.error("worker error", build=build_id, exc_info=exc)
+            self._wake.set()
+
+    async def _run(self, build: Build) -> None:
+        blog = BuildLog(self.log_path(build.id))
+        blog.write(f"==> build {build.id}: {build.repository} {build.tag} ({build.commit_sha}), "
+                   f"attempt {build.attempts}, trigger {build.trigger}")
+        loop = asyncio.get_running_loop()
+
+        def on_stage(stages: list[StageRecord]) -> None:
+            snapshot = [s.to_json() for s in stages]
+            loop.call_soon_threadsafe(lambda: self.store.submit(set_fields(build.id, stages=snapshot)))
+
+        log.info("build started", build=build.id, repository=build.repository, tag=build.tag, attempt=build.attempts)
+        try:
+            result = await asyncio.to_thread(self.pipeline.run, build, blog, on_stage)
+        except TransientError as exc:
+            await self._transient(build, exc, blog)
+        except BuildError as exc:
+            await self._failed(build, exc, blog)
+        else:
+            for stage in result.stages:
+                if stage.finished_at:
+                    self.metrics.stage_seconds.labels(stage.name).observe(stage.finished_at - stage.started_at)
+            await self._write(set_fields(build.id, status=SUCCEEDED, digest=result.digest, parents=result.parents,
+                                         error=None, failed_stage=None, finished_at=time.time(),
+                                         stages=[s.to_json() for s in result.stages]))
+            self.metrics.builds.labels(SUCCEEDED).inc()
+            blog.write(f"==> succeeded: {result.digest}")
+            log.info("build succeeded", build=build.id, repository=build.repository, tag=build.tag,
+                     digest=result.digest)
+            image = f"{self.access.address}/{image_repository(self.repositories[build.repository])}"
+            self.slack.build_succeeded(build, result.digest, image)
+            if build.trigger != "rebuild":
+                await self._queue_children(build, blog)
+        finally:
+            blog.close()
+
+    async def _transient(self, build: Build, exc: StageError, blog: BuildLog) -> None:
+        if build.attempts >= self.settings.max_attempts:
+            blog.write(f"==> giving up after {build.attempts} attempts")
+            await self._failed(build, exc, blog)
+            return
+        delay = min(self.settings.retry_base_seconds * 2 ** (build.attempts - 1), self.settings.retry_max_seconds)
+        await self._write(set_fields(build.id, status=QUEUED, not_before=time.time() + delay, error=str(exc),
+                                     failed_stage=exc.stage))
+        self.metrics.retries.inc()
+        blog.write(f"==> {exc.stage} will be retried in {delay:.1f}s (attempt {build.attempts} of "
+                   f"{self.settings.max_attempts})")
+        log.warning("build will be retried", build=build.id, stage=exc.stage, error=str(exc), delay=delay)
+
+    async def _failed(self, build: Build, exc: StageError, blog: BuildLog) -> None:
+        await self._write(set_fields(build.id, status=FAILED, error=str(exc), failed_stage=exc.stage,
+                                     finished_at=time.time()))
+        skipped = await self._write(skip_dependents(build.id, f"build {build.id} it depends on failed"))
+        self.metrics.builds.labels(FAILED).inc()
+        blog.write(f"==> failed in {exc.stage}: {exc}")
+        if skipped:
+            blog.write(f"==> dependent rebuilds skipped: {skipped}")
+        log.error("build failed", build=build.id, repository=build.repository, tag=build.tag, stage=exc.stage,
+                  error=str(exc))
+        self.slack.build_failed(build, exc.stage, str(exc), tail_lines(self.log_path(build.id), 15))
+
+    # --- inheritance ------------------------------------------------------------------
+
+    def graph(self) -> Graph:
+        latest = self.store.latest_succeeded()
+        images = {name: f"{self.access.address}/{image_repository(repo)}" for name, repo in self.repositories.items()}
+        return Graph.build(images, {name: [p["image"] for p in b.parents] for name, b in latest.items() if name in images})
+
+    async def _queue_children(self, root: Build, blog: BuildLog) -> None:
+        graph = self.graph()
+        for cycle in graph.cycles:
+            blog.write(f"==> inheritance cycle, not rebuilt: {' -> '.join(cycle)}")
+            log.warning("inheritance cycle", cycle=cycle)
+        order = graph.descendants_in_order(root.repository)
+        if not order:
+            return
+        latest = self.store.latest_succeeded()
+        tag_of = {root.repository: root.tag}
+        key_of: dict[str, str] = {}
+        new: list[NewBuild] = []
+        for name in order:
+            base = latest[name]
+            repo = self.repositories[name]
+            args = dict(base.build_args)
+            # A child that takes its parent's tag from an ARG gets the parent's new tag.
+            for parent in graph.parents[name]:
+                parent_image = f"{self.access.address}/{image_repository(self.repositories[parent])}"
+                for line in base.parents:
+                    if line["image"].startswith(parent_image + ":") and line["tag_arg"]:
+                        args[line["tag_arg"]] = tag_of.get(parent, latest[parent].tag)
+            key = f"rebuild:{name}:{base.tag}:{root.id}"
+            deps = tuple(key_of[p] for p in graph.parents[name] if p in key_of)
+            new.append(NewBuild(key, name, image_repository(repo), base.tag, base.commit_sha, "rebuild",
+                                triggered_by=root.id, build_args=args, depends_on=deps))
+            key_of[name] = key
+            tag_of[name] = base.tag
+        ids = await self._write(insert_builds(new))
+        queued = [ids[b.dedupe_key][0] for b in new]
+        blog.write(f"==> children queued for rebuild: {', '.join(f'{b.repository} #{i}' for b, i in zip(new, queued))}")
+        log.info("children queued", build=root.id, children=queued)
+        self._wake.set()
+
+    async def retry(self, build_id: int) -> int:
+        new_id = await self._write(retry_build(build_id))
+        self._wake.set()
+        return new_id

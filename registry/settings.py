@@ -1,0 +1,74 @@
+"""The `registry:` section: who may do what, what is kept, and TLS.
+
+How the service runs (managed or not, host, port, a site URL) stays in
+`stack.registry`; this section is about the registry as a product component.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asci_core.config_base import CHECKS, setting
+
+# A token port of 0 means "any free port, chosen at each start": clients learn the
+# token endpoint from the registry's own challenge, so nobody has to know it.
+CHECKS.setdefault("port_or_zero", lambda v: None if 0 <= v <= 65535 else f"expected a port from 0 to 65535, got {v}")
+CHECKS.setdefault("glob", lambda v: None if v and not v.startswith("/") and " " not in v
+                  else f"expected a repository pattern such as facility/* , got {v!r}")
+
+
+@dataclass(frozen=True)
+class RegistryAuthSettings:
+    token_port: int = setting(0, help="port of the registry's token service (0: a free port chosen at start)",
+                              check="port_or_zero")
+    token_realm: str | None = setting(None, help="public URL of the token endpoint when clients reach the "
+                                      "registry by another name (default: http(s)://HOST:TOKEN_PORT/token)",
+                                      check="url")
+    token_ttl: int = setting(300, help="lifetime of an access token in seconds", check=("range", 30, 3600))
+    service: str = setting("asci-registry", help="service name (token audience) the registry expects", check="word")
+    issuer: str = setting("asci-registry-token", help="issuer name the registry trusts", check="word")
+
+
+@dataclass(frozen=True)
+class RegistryTlsSettings:
+    certificate: Path | None = setting(None, help="PEM certificate (chain) the registry and token service serve")
+    key: Path | None = setting(None, help="PEM private key of that certificate")
+    ca_bundle: Path | None = setting(None, help="CA bundle ASCI's own clients use to verify the registry "
+                                     "(default: the system store)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.certificate is not None
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    repository: str = setting(help="repository name or glob (e.g. facility/*); the first matching policy applies",
+                              check="glob")
+    keep_last: int = setting(10, help="keep the newest N release versions (semantic-version order)",
+                             check=("range", 0, 100000))
+    keep_last_prereleases: int = setting(0, help="also keep the newest N pre-release versions (e.g. v2.0.0-rc.1)",
+                                         check=("range", 0, 100000))
+    keep_tags: list[str] = setting(default_factory=lambda: ["latest"],
+                                   help="regular expressions; a tag matching one in full is kept", check="regex")
+    keep_days: float | None = setting(None, help="keep any image built fewer than D days ago (image creation time)",
+                                      check=("range", 0, 36500))
+
+    def matches(self, repository: str) -> bool:
+        return fnmatch.fnmatchcase(repository, self.repository)
+
+
+@dataclass(frozen=True)
+class RegistryComponentSettings:
+    auth: RegistryAuthSettings = field(default_factory=RegistryAuthSettings)
+    tls: RegistryTlsSettings = field(default_factory=RegistryTlsSettings)
+    retention: list[RetentionPolicy] = setting(default_factory=list,
+                                               help="retention policies; repositories matching none are never touched")
+    deployed: list[str] = setting(default_factory=list,
+                                  help="image references (repo:tag or repo@digest) always kept, besides what runs")
+    deployed_label: str = setting("asci.component", help="label marking ASCI's running containers; their images are kept")
+    gc_timeout: float = setting(1800.0, help="seconds garbage collection may take", check="positive")
+
+    def policy_for(self, repository: str) -> RetentionPolicy | None:
+        return next((p for p in self.retention if p.matches(repository)), None)

@@ -1,0 +1,161 @@
+"""The registry's token endpoint (Docker token auth), an aiohttp app.
+
+Clients (the Docker engine, RegistryClient) are sent here by the registry's
+`WWW-Authenticate: Bearer realm=...` challenge. We check the user's password
+against the bcrypt htpasswd, look up the role, and sign a short-lived token
+granting only what the role allows of the requested scopes.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as _dt
+import hashlib
+import hmac
+import secrets
+from pathlib import Path
+
+import bcrypt
+from aiohttp import web
+
+from asci_core.jsonlog import get_logger
+from registry.tokens import Scope, TokenSigner, grant
+from registry.users import Role, read_htpasswd, read_roles
+
+log = get_logger("registry")
+
+
+class Authenticator:
+    """Checks user:password against htpasswd + roles.json, re-reading them when either file changes."""
+
+    def __init__(self, htpasswd: Path, roles: Path):
+        self.htpasswd = htpasswd
+        self.roles = roles
+        self._stamp: tuple[object, ...] = ()
+        self._hashes: dict[str, str] = {}
+        self._roles: dict[str, Role] = {}
+        # bcrypt is deliberately slow (~0.2 s); a token is requested per scope set, so remember
+        # recent successes as a keyed hash (never the password) for this process's lifetime.
+        self._memo_key = secrets.token_bytes(32)
+        self._memo: dict[tuple[str, str], bytes] = {}
+
+    def _file_stamp(self, path: Path) -> tuple[int, int, int]:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return (0, 0, 0)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _reload(self) -> None:
+        stamp = (self._file_stamp(self.htpasswd), self._file_stamp(self.roles))
+        if stamp != self._stamp:
+            self._hashes = read_htpasswd(self.htpasswd)
+            self._roles = read_roles(self.roles)
+            self._stamp = stamp
+            self._memo.clear()
+            log.info("registry users loaded", users=len(self._hashes))
+
+    def _fingerprint(self, password: str) -> bytes:
+        return hmac.new(self._memo_key, password.encode(), hashlib.sha256).digest()
+
+    async def check(self, user: str, password: str) -> Role | None:
+        """The user's role when the password is right; None otherwise (unknown user included)."""
+        self._reload()
+        hashed = self._hashes.get(user)
+        if hashed is None or not hashed.startswith("$2"):
+            # Spend the same time as a real check so unknown names are not revealed by timing.
+            await asyncio.to_thread(bcrypt.checkpw, b"x", _DUMMY_HASH)
+            return None
+        memo = self._memo.get((user, hashed))
+        fingerprint = self._fingerprint(password)
+        if memo is not None and hmac.compare_digest(memo, fingerprint):
+            return self._roles.get(user)
+        ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed.encode())
+        if not ok:
+            return None
+        self._memo[(user, hashed)] = fingerprint
+        return self._roles.get(user)
+
+
+_DUMMY_HASH = bcrypt.hashpw(b"asci-dummy", bcrypt.gensalt())
+
+
+def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        user, sep, password = base64.b64decode(value.strip()).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
+
+
+def _refuse(reason: str) -> web.Response:
+    body = {"errors": [{"code": "UNAUTHORIZED", "message": reason}]}
+    return web.json_response(body, status=401,
+                             headers={"WWW-Authenticate": 'Basic realm="asci-registry-token"'})
+
+
+class TokenService:
+    def __init__(self, signer: TokenSigner, authenticator: Authenticator):
+        self.signer = signer
+        self.auth = authenticator
+
+    async def _issue(self, user: str | None, password: str | None, service: str | None,
+                     scope_texts: list[str]) -> web.Response:
+        if user is None or password is None:
+            return _refuse("credentials required")
+        if service and service != self.signer.service:
+            return web.json_response({"errors": [{"code": "DENIED", "message": f"unknown service {service!r}"}]},
+                                     status=400)
+        role = await self.auth.check(user, password)
+        if role is None:
+            log.warning("registry token refused", user=user, reason="wrong user or password")
+            return _refuse("wrong user or password")
+        requested = [s for s in (Scope.parse(t) for text in scope_texts for t in text.split(" ") if t) if s]
+        granted = grant(role, requested)
+        token, expires_in, issued = self.signer.issue(user, granted)
+        log.info("registry token issued", user=user, role=role.value,
+                 granted=[f"{s.type}:{s.name}:{','.join(sorted(s.actions))}" for s in granted])
+        return web.json_response({"token": token, "access_token": token, "expires_in": expires_in,
+                                  "issued_at": _iso(issued)})
+
+    async def get_token(self, request: web.Request) -> web.Response:
+        creds = _basic_credentials(request)
+        user, password = creds if creds else (None, None)
+        return await self._issue(user, password, request.query.get("service"), request.query.getall("scope", []))
+
+    async def post_token(self, request: web.Request) -> web.Response:
+        # The OAuth2 password grant some clients use instead of GET + Basic.
+        form = await request.post()
+        if form.get("grant_type") != "password":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        return await self._issue(_str(form.get("username")), _str(form.get("password")), _str(form.get("service")),
+                                 [str(v) for v in form.getall("scope", [])])
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "kid": self.signer.kid})
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _iso(epoch: int) -> str:
+    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def make_app(service: TokenService) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    app.router.add_get("/token", service.get_token)
+    app.router.add_post("/token", service.post_token)
+    app.router.add_get("/healthz", service.health)
+    return app
+
+
+def build(directory: Path, issuer: str, service: str, ttl: int) -> web.Application:
+    signer = TokenSigner(directory / "token.key", issuer, service, ttl)
+    return make_app(TokenService(signer, Authenticator(directory / "htpasswd", directory / "roles.json")))
+

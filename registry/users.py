@@ -1,0 +1,166 @@
+"""Registry users: bcrypt hashes in an htpasswd file, roles beside it in roles.json.
+
+htpasswd stays in the standard `user:$2b$...` format so other tools can read it;
+the role of each user lives in a separate file because htpasswd has no room for
+it. The token service re-reads both when they change, so adding or removing a
+user takes effect without restarting anything.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Iterator
+
+import bcrypt
+
+ADMIN_USER = "asci-admin"
+USER_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+class Role(str, Enum):
+    PULL = "pull"  # compute nodes: read images and the catalogue
+    PUSH = "push"  # autobuild: pull and push, never delete
+    ADMIN = "admin"  # ops and retention: everything, deletes included
+
+    def actions(self) -> frozenset[str]:
+        return _ACTIONS[self]
+
+
+_ACTIONS = {
+    Role.PULL: frozenset({"pull"}),
+    Role.PUSH: frozenset({"pull", "push"}),
+    Role.ADMIN: frozenset({"pull", "push", "delete", "*"}),
+}
+
+
+class UserError(Exception):
+    """A user-management request that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: Role | None  # None: in htpasswd without a role, so the token service grants nothing
+
+
+def write_private(path: Path, text: str) -> None:
+    """Atomically replace PATH with TEXT, readable by the owner only."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def read_htpasswd(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    users: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, hashed = line.strip().partition(":")
+        if sep and name:
+            users[name] = hashed
+    return users
+
+
+def read_roles(path: Path) -> dict[str, Role]:
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raw = {}
+    roles = {name: Role(value) for name, value in raw.items() if value in Role._value2member_map_}
+    # State dirs from before roles existed hold only the generated admin.
+    roles.setdefault(ADMIN_USER, Role.ADMIN)
+    return roles
+
+
+class UserStore:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.htpasswd = directory / "htpasswd"
+        self.roles = directory / "roles.json"
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / ".users.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def list(self) -> list[User]:
+        roles = read_roles(self.roles)
+        return [User(name, roles.get(name)) for name in sorted(read_htpasswd(self.htpasswd))]
+
+    def add(self, name: str, role: Role, password: str | None = None) -> str:
+        """Create NAME with ROLE; returns the password (generated unless given). Never logs it."""
+        if not USER_RE.fullmatch(name):
+            raise UserError(f"{name!r} is not a valid user name (lower-case letters, digits, . _ -; at most 64)")
+        if password is not None and len(password) < 12:
+            raise UserError("a password must have at least 12 characters")
+        password = password or new_password()
+        hashed = hash_password(password)
+        with self._locked():
+            users = read_htpasswd(self.htpasswd)
+            if name in users:
+                raise UserError(f"user {name!r} exists already (remove it first to replace it)")
+            roles = read_roles(self.roles)
+            roles[name] = role
+            # Role first: a user must never exist in htpasswd without one.
+            self._write_roles(roles)
+            users[name] = hashed
+            self._write_htpasswd(users)
+        return password
+
+    def remove(self, name: str) -> None:
+        with self._locked():
+            users = read_htpasswd(self.htpasswd)
+            if name not in users:
+                raise UserError(f"no user {name!r}")
+            remaining_admins = [u for u, r in read_roles(self.roles).items() if r is Role.ADMIN and u in users and u != name]
+            if not remaining_admins:
+                raise UserError(f"{name!r} is the last admin; add another admin first")
+            del users[name]
+            self._write_htpasswd(users)
+            roles = read_roles(self.roles)
+            roles.pop(name, None)
+            self._write_roles(roles)
+
+    def ensure(self, name: str, role: Role, password: str) -> None:
+        """Make NAME exist with ROLE (used for the generated admin); keeps an existing hash."""
+        with self._locked():
+            users = read_htpasswd(self.htpasswd)
+            roles = read_roles(self.roles)
+            if roles.get(name) is not role or not self.roles.exists():
+                roles[name] = role
+                self._write_roles(roles)
+            if name not in users:
+                users[name] = hash_password(password)
+                self._write_htpasswd(users)
+
+    def _write_htpasswd(self, users: dict[str, str]) -> None:
+        write_private(self.htpasswd, "".join(f"{u}:{h}\n" for u, h in users.items()))
+
+    def _write_roles(self, roles: dict[str, Role]) -> None:
+        write_private(self.roles, json.dumps({u: r.value for u, r in sorted(roles.items())}, indent=2) + "\n")
