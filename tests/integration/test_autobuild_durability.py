@@ -1,0 +1,162 @@
+"""Nothing acknowledged is lost, nothing is built twice, and failures are told once."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import requests
+import yaml
+
+from asci_core.config import load_config
+from asci_core.stack.manager import StackManager
+from registry.client import RegistryClient
+from registry.service import registry_access
+from tests.conftest import free_port
+from tests.integration.autobuild_support import (GitRemote, Serve, SlackReceiver, autobuild_config, deliver,
+                                                 server_payload)
+
+TOKEN = uuid.uuid4().hex[:8]
+
+
+def dockerfile(stack, text: str) -> str:
+    return f"FROM {stack.config.stack.base_image.tiny_name}\nRUN echo '{text}' > /message\n"
+
+
+@pytest.fixture
+def make_env(stack, tmp_path):
+    serves: list[Serve] = []
+    slacks: list[SlackReceiver] = []
+
+    def make(repos: list[dict], *, state_dir=None, slack: bool = True, retry_base: float = 0.5):
+        remote = GitRemote(tmp_path / "git")
+        receiver = SlackReceiver() if slack else None
+        if receiver:
+            slacks.append(receiver)
+        port = free_port()
+        config = autobuild_config(tmp_path / "asci.yaml", state_dir=state_dir or stack.config.stack.state_dir,
+                                  workdir=tmp_path / "work", git_root=tmp_path / "git", port=port,
+                                  repositories=repos, slack_url=receiver.url if receiver else None,
+                                  retry_base=retry_base)
+        serve = Serve(config, port, tmp_path / "serve.log")
+        serves.append(serve)
+        return remote, serve, receiver, config
+
+    yield make
+    for s in serves:
+        s.stop()
+    for r in slacks:
+        r.close()
+
+
+def test_same_delivery_five_times_builds_once(make_env, stack):
+    repo = f"TD/dup-{TOKEN}"
+    remote, serve, _, _ = make_env([{"name": repo, "image": f"asci-test/dup-{TOKEN}"}])
+    serve.start()
+    commit = remote.create(repo, {"Dockerfile": dockerfile(stack, "dup")}).tag("v1.0.0")
+    payload = server_payload(repo, "v1.0.0", commit)
+    answers = [deliver(serve.url, payload, request_id="same-request-id") for _ in range(5)]
+    assert [a.status_code for a in answers] == [202, 200, 200, 200, 200]
+    assert all(a.json().get("duplicate") for a in answers[1:])
+    build_id = answers[0].json()["changes"][0]["build_id"]
+    assert {a.json()["changes"][0]["build_id"] for a in answers} == {build_id}
+    # Bitbucket retries carry a new request id: same repository + tag + commit still builds once.
+    again = deliver(serve.url, payload, request_id="another-request-id")
+    assert again.status_code == 202 and again.json()["changes"][0]["build_id"] == build_id
+    assert again.json()["changes"][0]["new"] is False
+    assert serve.wait(build_id)["status"] == "succeeded"
+    assert len(serve.builds(repository=repo)) == 1
+
+
+def test_receiver_killed_right_after_ack_builds_after_restart(make_env, stack):
+    repo = f"TD/crash-{TOKEN}"
+    remote, serve, _, _ = make_env([{"name": repo, "image": f"asci-test/crash-{TOKEN}"}])
+    serve.start()
+    # Slow the first stage down so the kill lands before the build can finish.
+    tree = remote.create(repo, {"Dockerfile": dockerfile(stack, "crash") + "RUN sleep 2\n"})
+    commit = tree.tag("v3.1.4")
+    resp = deliver(serve.url, server_payload(repo, "v3.1.4", commit))
+    assert resp.status_code == 202
+    serve.kill()  # SIGKILL: no chance to flush or hand anything over
+    build_id = resp.json()["changes"][0]["build_id"]
+    serve.start()
+    build = serve.wait(build_id)
+    assert build["status"] == "succeeded", serve.log(build_id)
+    digest = RegistryClient(stack.registry).manifest_digest(f"asci-test/crash-{TOKEN}", "v3.1.4")
+    assert digest == build["digest"]
+
+
+def test_failing_dockerfile_step_fails_once_with_one_slack_message(make_env, stack):
+    repo = f"TD/broken-{TOKEN}"
+    remote, serve, slack, _ = make_env([{"name": repo, "image": f"asci-test/broken-{TOKEN}"}])
+    serve.start()
+    tree = remote.create(repo, {"Dockerfile": f"FROM {stack.config.stack.base_image.tiny_name}\n"
+                                              "RUN echo about to fail && exit 7\n"})
+    commit = tree.tag("v0.0.1")
+    build_id = deliver(serve.url, server_payload(repo, "v0.0.1", commit)).json()["changes"][0]["build_id"]
+    build = serve.wait(build_id)
+    assert build["status"] == "failed" and build["attempts"] == 1 and build["failed_stage"] == "build"
+    assert "returned a non-zero code: 7" in build["error"]
+    log = serve.log(build_id)
+    assert "about to fail" in log and "returned a non-zero code: 7" in log
+    messages = slack.wait_for(1)
+    time.sleep(1.5)  # a second message, if one were coming, would arrive by now
+    assert len(slack.messages) == 1
+    message = json.dumps(messages[0])
+    assert messages[0]["blocks"][0]["text"]["text"] == f"Build failed: {repo} v0.0.1"
+    assert "*Failed stage*\\nbuild" in message and "about to fail" in message
+    assert f"{serve.url}/builds/{build_id}/log" in message
+
+
+def test_slack_outage_neither_fails_nor_delays_the_build(make_env, stack):
+    repo = f"TD/slackdown-{TOKEN}"
+    remote, serve, slack, _ = make_env([{"name": repo, "image": f"asci-test/slackdown-{TOKEN}"}])
+    slack.close()  # nothing answers at the webhook address any more
+    serve.start()
+    tree = remote.create(repo, {"Dockerfile": f"FROM {stack.config.stack.base_image.tiny_name}\nRUN exit 3\n"})
+    build_id = deliver(serve.url, server_payload(repo, "v1.0.0", tree.tag("v1.0.0"))).json()["changes"][0]["build_id"]
+    assert serve.wait(build_id)["status"] == "failed"
+    tree.commit({"Dockerfile": dockerfile(stack, "fixed")}, "fix")
+    fixed = deliver(serve.url, server_payload(repo, "v1.0.1", tree.tag("v1.0.1"))).json()["changes"][0]["build_id"]
+    assert serve.wait(fixed)["status"] == "succeeded"
+    assert "slack notice not delivered" in serve.log_path.read_text()
+
+
+def test_registry_down_during_push_retries_until_it_returns(make_env, stack, tmp_path):
+    # Our own registry, so stopping it disturbs nobody else.
+    side_state = tmp_path / "side-state"
+    side = tmp_path / "side.yaml"
+    side.write_text(yaml.safe_dump({"stack": {
+        "state_dir": str(side_state), "registry": {"port": free_port()},
+        "docker": {"socket": str(stack.config.stack.docker.socket)}, "search": {"url": stack.config.stack.search.url},
+    }}))
+    side_config = load_config(side)
+    manager = StackManager(side_config)
+    assert manager.up().ok
+    try:
+        repo = f"TD/regdown-{TOKEN}"
+        extra = {"registry": {"port": side_config.stack.registry.port}}
+        remote, serve, _, config = make_env([{"name": repo, "image": f"asci-test/regdown-{TOKEN}"}],
+                                            state_dir=side_state, retry_base=1.0)
+        data = yaml.safe_load(config.read_text())
+        data["stack"].update(extra)
+        config.write_text(yaml.safe_dump(data))
+        commit = remote.create(repo, {"Dockerfile": dockerfile(stack, "patient")}).tag("v2.0.0")
+        manager.down()  # the registry is gone before the push
+        serve.start()
+        build_id = deliver(serve.url, server_payload(repo, "v2.0.0", commit)).json()["changes"][0]["build_id"]
+        deadline = time.monotonic() + 60
+        while serve.build(build_id)["attempts"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        build = serve.build(build_id)
+        assert build["attempts"] >= 2 and build["status"] in ("queued", "running")
+        assert build["failed_stage"] == "push"
+        assert manager.up().ok  # the registry comes back
+        build = serve.wait(build_id)
+        assert build["status"] == "succeeded", serve.log(build_id)
+        assert "will be retried" in serve.log(build_id)
+        client = RegistryClient(registry_access(side_config))
+        assert client.manifest_digest(f"asci-test/regdown-{TOKEN}", "v2.0.0") == build["digest"]
+    finally:
+        manager.down()
