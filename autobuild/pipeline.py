@@ -93,7 +93,6 @@ class Pipeline:
         self.repositories = repositories
         self.hosts = hosts
         self.succeeded_tags = succeeded_tags
-        self.registry = RegistryClient(access)
 
     def run(self, build: Build, log: BuildLog, on_stage: Callable[[list[StageRecord]], None]) -> Result:
         repo = self.repositories.get(build.repository)
@@ -263,7 +262,8 @@ class Pipeline:
 
     def _verify(self, repository: str, tag: str, digest: str) -> None:
         try:
-            stored = self.registry.manifest_digest(repository, tag)
+            # A client per call: builds run in parallel threads, and a client learns auth state as it goes.
+            stored = RegistryClient(self.access).manifest_digest(repository, tag)
         except RegistryUnavailable as exc:
             raise TransientError("verify", f"registry unavailable: {exc}") from None
         except NotFound:
