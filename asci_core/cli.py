@@ -83,7 +83,7 @@ def cmd_config_help(args: argparse.Namespace) -> int:
 
 # Each component adds its own sub-commands: its module has `register(subparsers)`,
 # and every handler receives the parsed arguments with the loaded config in `args.config_obj`.
-COMPONENT_COMMANDS: tuple[str, ...] = ("autobuild.cli",)
+COMPONENT_COMMANDS: tuple[str, ...] = ("autobuild.cli", "registry.cli", "asci_logging.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"asci: configuration error: {exc}", file=sys.stderr)
         return 2
-    jsonlog.configure(args.log_level or args.config_obj.logging.level)
+    # The service logs to stdout; every other command keeps stdout for its result (tables, --json).
+    jsonlog.configure(args.log_level or args.config_obj.logging.level,
+                      stream=sys.stdout if args.command == "serve" else sys.stderr)
     try:
         return args.func(args)
     except KeyboardInterrupt:

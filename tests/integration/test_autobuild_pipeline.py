@@ -111,3 +111,34 @@ def test_metrics_and_health(env):
     assert 'asci_autobuild_builds_finished_total{outcome="succeeded"}' in text
     assert 'asci_autobuild_stage_duration_seconds_count{stage="push"}' in text
     assert requests.get(f"{serve.url}/healthz", timeout=5).json()["status"] == "ok"
+
+
+def test_builds_cli_lists_shows_logs_retries_and_graphs(env):
+    import subprocess
+
+    from tests.integration.autobuild_support import ASCI
+
+    serve = env["serve"]
+
+    def asci(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([ASCI, "builds", "--url", serve.url, *args], capture_output=True, text=True, timeout=120)
+
+    first = serve.builds(repository=SERVER_REPO)[-1]
+    listed = asci("list", "--repository", SERVER_REPO)
+    assert listed.returncode == 0 and f"{first['id']:>5}  succeeded" in listed.stdout
+    shown = asci("show", str(first["id"]))
+    assert shown.returncode == 0 and f"digest     {first['digest']}" in shown.stdout
+    assert "stage clone    ok" in shown.stdout
+    log = asci("log", str(first["id"]))
+    assert log.returncode == 0 and "==> push done" in log.stdout
+    retried = asci("retry", str(first["id"]))
+    assert retried.returncode == 0 and retried.stdout.startswith("queued build ")
+    new_id = int(retried.stdout.split()[2])
+    followed = asci("log", "-f", str(new_id))  # returns only when the build has ended
+    assert followed.returncode == 0 and "==> succeeded: sha256:" in followed.stdout
+    assert serve.build(new_id)["status"] == "succeeded" and serve.build(new_id)["triggered_by"] == first["id"]
+    assert asci("graph").returncode == 0
+    missing = asci("show", "999999")
+    assert missing.returncode == 1 and missing.stderr.strip() == "asci builds: no build 999999 (HTTP 404)"
+    down = subprocess.run([ASCI, "builds", "--url", "http://127.0.0.1:9", "list"], capture_output=True, text=True)
+    assert down.returncode == 1 and "no ASCI service answers at http://127.0.0.1:9" in down.stderr
