@@ -61,6 +61,9 @@ class Autobuild:
             log.info("resuming builds interrupted by a restart", builds=resumed)
             for build_id in resumed:
                 BuildLog(self.log_path(build_id)).write("==> resumed after a restart of autobuild")
+        if self.settings.paused:
+            log.warning("autobuild is paused: webhooks are queued, no build starts", queued=self.store.counts().get(QUEUED, 0))
+            return
         self._workers = [asyncio.create_task(self._worker(i), name=f"autobuild-worker-{i}")
                          for i in range(self.settings.concurrency)]
         log.info("workers started", concurrency=self.settings.concurrency,

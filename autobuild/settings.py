@@ -41,6 +41,7 @@ class AutobuildSettings:
     workdir: Path | None = setting(None, help="clones, build logs and the job database (default: STATE_DIR/autobuild)")
     max_body_bytes: int = setting(1024 * 1024, help="largest webhook body accepted", check="positive")
     concurrency: int = setting(default_factory=lambda: os.cpu_count() or 1, help="builds at once", check="positive")
+    paused: bool = setting(False, help="accept and queue webhooks but start no builds (e.g. during registry maintenance)")
     max_attempts: int = setting(5, help="tries of a build that fails for a transient reason", check="positive")
     retry_base_seconds: float = setting(2.0, help="first retry delay; doubles each attempt", check="positive")
     retry_max_seconds: float = setting(120.0, help="longest retry delay", check="positive")
