@@ -10,6 +10,7 @@ APT_PACKAGES=(
   docker.io docker-registry          # Docker Engine 20.10 and the Distribution registry
   debootstrap busybox-static         # local base images: nothing is pulled from a hub
   iptables ca-certificates git
+  wrk                                # load generator of bench/autobuild_intake.py
   pkg-config gcc python3-dev python3-venv   # systemd-python compiles against libsystemd
 )
 missing=()

@@ -119,7 +119,8 @@ def deliver(base_url: str, payload: dict | bytes, *, event: str = "repo:refs_cha
 def autobuild_config(path: Path, *, state_dir: Path, workdir: Path, git_root: Path, port: int,
                      repositories: list[dict[str, Any]], slack_url: str | None = None, notify_success: bool = False,
                      concurrency: int = 2, extra_stack: dict[str, Any] | None = None,
-                     retry_base: float = 0.5) -> Path:
+                     retry_base: float = 0.5, max_attempts: int = 8,
+                     server_host: dict[str, Any] | None = None) -> Path:
     clone = f"file://{git_root}/{{project}}/{{slug}}.git"
     data: dict[str, Any] = {
         "server": {"port": port},
@@ -129,9 +130,9 @@ def autobuild_config(path: Path, *, state_dir: Path, workdir: Path, git_root: Pa
             "concurrency": concurrency,
             "retry_base_seconds": retry_base,
             "retry_max_seconds": 4,
-            "max_attempts": 8,
+            "max_attempts": max_attempts,
             "hosts": [
-                {"name": "bitbucket", "kind": "server", "url": SERVER_HOST, "clone_url": clone},
+                {"name": "bitbucket", "kind": "server", "url": SERVER_HOST, "clone_url": clone, **(server_host or {})},
                 {"name": "cloud", "kind": "cloud", "url": CLOUD_HOST, "clone_url": clone},
             ],
             "repositories": [{"webhook_secret": SECRET, **r} for r in repositories],

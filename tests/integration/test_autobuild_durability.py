@@ -160,3 +160,28 @@ def test_registry_down_during_push_retries_until_it_returns(make_env, stack, tmp
         assert client.manifest_digest(f"asci-test/regdown-{TOKEN}", "v2.0.0") == build["digest"]
     finally:
         manager.down()
+
+
+def test_git_credentials_never_reach_logs_or_records(stack, tmp_path):
+    password = f"pa$$w0rd/{TOKEN}"
+    repo = f"TD/creds-{TOKEN}"
+    port = free_port()
+    config = autobuild_config(
+        tmp_path / "asci.yaml", state_dir=stack.config.stack.state_dir, workdir=tmp_path / "work",
+        git_root=tmp_path / "git", port=port, max_attempts=2, retry_base=0.2,
+        repositories=[{"name": repo, "image": f"asci-test/creds-{TOKEN}"}],
+        # Nothing listens on port 9: the clone fails, and git's error message carries the URL.
+        server_host={"clone_url": "http://{username}:{password}@127.0.0.1:9/scm/{project}/{slug}.git",
+                     "username": "builder", "password": password})
+    serve = Serve(config, port, tmp_path / "serve.log").start()
+    try:
+        build_id = deliver(serve.url, server_payload(repo, "v1.0.0", "b" * 40)).json()["changes"][0]["build_id"]
+        build = serve.wait(build_id)
+        log = serve.log(build_id)
+    finally:
+        serve.stop()
+    assert build["status"] == "failed" and build["attempts"] == 2 and build["failed_stage"] == "clone"
+    assert "http://builder:***@127.0.0.1:9/scm/TD/" in log
+    quoted = password.replace("$", "%24").replace("/", "%2F")
+    for text in (json.dumps(build), log, (tmp_path / "serve.log").read_text()):
+        assert password not in text and quoted not in text
