@@ -26,9 +26,9 @@ from autobuild.errors import BuildError, TransientError
 from autobuild.inheritance import FromLine, parse_from_lines, split_reference
 from autobuild.settings import BitbucketHostSettings, RepositorySettings
 from autobuild.store import Build
-from autobuild.tags import highest
 from registry.client import RegistryClient
 from registry.errors import NotFound, RegistryError, RegistryUnavailable
+from registry.semver import highest_release
 from registry.service import RegistryAccess
 
 # Engine and network trouble that goes away by itself.
@@ -275,7 +275,7 @@ class Pipeline:
 
     def _move_latest(self, client: docker.DockerClient, image: str, repository: str, build: Build, digest: str,
                      log: BuildLog) -> bool:
-        top = highest([*self.succeeded_tags(build.repository), build.tag])
+        top = highest_release([*self.succeeded_tags(build.repository), build.tag])
         if top != build.tag:
             log.write(f"latest stays: {top} is higher than {build.tag}")
             return False

@@ -102,7 +102,7 @@ class RegistryClient:
     """One registry, one user. Thread-safe enough for concurrent reads (tokens are cached per scope set)."""
 
     def __init__(self, access: Any, *, timeout: float = 30.0, page_size: int = 100,
-                 session: requests.Session | None = None, verify: bool | str = True):
+                 session: requests.Session | None = None, verify: bool | str | None = None):
         # `access` is a registry.service.RegistryAccess (duck-typed to keep this module import-light).
         self.url = access.url.rstrip("/")
         self.address = access.address
@@ -111,7 +111,8 @@ class RegistryClient:
         self.timeout = timeout
         self.page_size = page_size
         self.session = session or requests.Session()
-        self.session.verify = verify
+        # Passed per request: a session-level value loses to $REQUESTS_CA_BUNDLE in requests.
+        self.verify: bool | str = getattr(access, "verify", True) if verify is None else verify
         self._scheme: str | None = None  # learnt from the first challenge
         self._challenge: dict[str, str] = {}
         self._tokens: dict[tuple[str, ...], _Token] = {}
@@ -135,7 +136,8 @@ class RegistryClient:
         if self.username:
             params.append(("account", self.username))
         try:
-            resp = self.session.get(realm, params=params, auth=self._basic(), timeout=self.timeout)
+            resp = self.session.get(realm, params=params, auth=self._basic(), timeout=self.timeout,
+                                    verify=self.verify)
         except requests.RequestException as exc:
             raise RegistryUnavailable(f"token service {realm} does not answer ({type(exc).__name__})") from None
         if resp.status_code == 401:
@@ -164,11 +166,12 @@ class RegistryClient:
                 self._tokens[key] = token
         return {"Authorization": f"Bearer {token.value}"}
 
-    def _learn(self, resp: requests.Response, scopes: tuple[str, ...]) -> tuple[str, ...] | None:
+    def _learn(self, resp: requests.Response, scopes: tuple[str, ...], sent_basic: bool) -> tuple[str, ...] | None:
         """From a 401, decide whether a retry can succeed; returns the scopes to retry with."""
         scheme, params = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
         if scheme == "basic":
-            if self._scheme == "basic" or self._basic() is None:
+            # Judge by what this request sent: another thread may have learnt "basic" meanwhile.
+            if sent_basic or self._basic() is None:
                 return None
             self._scheme = "basic"
             return scopes
@@ -196,22 +199,32 @@ class RegistryClient:
             auth = self._basic() if self._scheme == "basic" else None
             try:
                 resp = self.session.request(method, url, headers=hdrs, params=params, data=data, auth=auth,
-                                            timeout=self.timeout, stream=stream, allow_redirects=True)
+                                            timeout=self.timeout, stream=stream, allow_redirects=True,
+                                            verify=self.verify)
             except requests.RequestException as exc:
                 raise RegistryUnavailable(f"{what}: registry {self.url} does not answer ({type(exc).__name__})") from None
             if resp.status_code != 401 or attempt == 2:
                 break
-            retry = self._learn(resp, wanted)
+            retry = self._learn(resp, wanted, sent_basic=auth is not None)
             if retry is None:
                 break
             wanted = retry
         if resp.status_code in ok:
             return resp
+        if method == "HEAD" and resp.status_code not in (401, 403):
+            # A HEAD answer has no body, hence no error code: ask again with GET to learn it.
+            again = self.request("GET", url, what=what, scopes=wanted, ok=ok + (200,), headers=headers,
+                                 params=params, stream=True)
+            again.close()
+            raise error_from_response(resp, what)
         if resp.status_code == 401 and self._scheme == "bearer" and self._basic() is not None:
             # Our credentials were accepted (we hold a token) yet the registry refuses: a role limit.
             err = error_from_response(resp, what)
             raise Denied(f"{what}: user {self.username!r} is not allowed to do this "
                          f"(needs {', '.join(wanted) or 'access'})", code=err.code or "DENIED", status=401)
+        if resp.status_code == 401 and self._scheme == "basic":
+            raise Unauthorized(f"{what}: user {self.username!r} rejected by the registry (wrong or missing password)",
+                               code="UNAUTHORIZED", status=401)
         if resp.status_code == 401 and self._basic() is None:
             raise Unauthorized(f"{what}: the registry requires credentials and none are configured",
                                code="UNAUTHORIZED", status=401)
@@ -264,14 +277,20 @@ class RegistryClient:
 
     def manifest_digest(self, repository: str, reference: str) -> str:
         """The content digest a pull of REPOSITORY:REFERENCE would verify (manifest lists included)."""
+        return self.manifest_head(repository, reference)[0]
+
+    def manifest_head(self, repository: str, reference: str) -> tuple[str, str]:
+        """(digest, media type) of a manifest, without downloading it."""
         path = self._manifest_path(repository, reference)
         what = f"manifest {repository}:{reference}" if ":" not in reference else f"manifest {repository}@{reference}"
         resp = self.request("HEAD", path, what=what, scopes=(_scope(repository, "pull"),),
                             headers={"Accept": ACCEPT})
         digest = resp.headers.get("Docker-Content-Digest")
-        if digest:
-            return digest
-        return self.get_manifest(repository, reference).digest
+        media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        if digest and media_type in MANIFEST_TYPES:
+            return digest, media_type
+        manifest = self.get_manifest(repository, reference)
+        return manifest.digest, manifest.media_type
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         path = self._manifest_path(repository, reference)
@@ -317,6 +336,20 @@ class RegistryClient:
                             scopes=(_scope(repository, "pull", "push"), *extra_scopes), ok=(201,),
                             headers={"Content-Type": manifest.media_type}, data=manifest.body)
         return resp.headers.get("Docker-Content-Digest") or manifest.digest
+
+    def upload_blob(self, repository: str, data: bytes) -> str:
+        """Upload DATA as one blob (monolithic); returns its digest. Already-present blobs are not sent again."""
+        check_repository(repository)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.blob_exists(repository, digest):
+            return digest
+        scopes = (_scope(repository, "pull", "push"),)
+        start = self.request("POST", f"/v2/{repository}/blobs/uploads/", what=f"upload to {repository}",
+                             scopes=scopes, ok=(202,))
+        location = urljoin(f"{self.url}/", start.headers["Location"])
+        self.request("PUT", location, what=f"upload {digest} to {repository}", scopes=scopes, ok=(201,),
+                     params={"digest": digest}, data=data, headers={"Content-Type": "application/octet-stream"})
+        return digest
 
     def delete_manifest(self, repository: str, digest: str) -> None:
         """Delete by digest: every tag pointing at DIGEST goes with it (the registry has no per-tag delete)."""

@@ -77,7 +77,13 @@ class EngineDeployments:
                 continue
             name = (c.get("Names") or ["?"])[0].lstrip("/")
             source = f"container {name} ({self.label}={c.get('Labels', {}).get(self.label, '')})"
-            ref = _ref(c.get("Image", ""), self.address, source, True)
+            # The listing shows an image id once the tag is gone locally; the container's own
+            # config keeps the reference it was created from.
+            try:
+                created_from = self.client.api.inspect_container(c["Id"])["Config"]["Image"]
+            except docker.errors.NotFound:
+                continue  # removed meanwhile: no longer deployed
+            ref = _ref(created_from, self.address, source, True)
             if ref:
                 refs.append(ref)
             image_id = c.get("ImageID", "")

@@ -12,7 +12,8 @@ from registry.errors import InvalidReference
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
+# Docker's grammar for a tag, ASCII only (a bare \w would also let Unicode letters through).
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 DIGEST_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
 _MAX_NAME = 255
 

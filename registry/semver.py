@@ -47,3 +47,9 @@ def sort_tags(tags: list[str]) -> list[str]:
     versions = [(parse_version(t), t) for t in tags]
     ordered = sorted(((v.key(), t) for v, t in versions if v is not None))
     return [t for _, t in ordered] + sorted(t for v, t in versions if v is None)
+
+
+def highest_release(tags: list[str]) -> str | None:
+    """The highest released version among TAGS: pre-releases and non-versions never become `latest`."""
+    releases = [(v.key(), t) for t in tags if (v := parse_version(t)) is not None and not v.is_prerelease]
+    return max(releases)[1] if releases else None

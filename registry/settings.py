@@ -9,19 +9,15 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asci_core.config_base import CHECKS, setting
-
-# A token port of 0 means "any free port, chosen at each start": clients learn the
-# token endpoint from the registry's own challenge, so nobody has to know it.
-CHECKS.setdefault("port_or_zero", lambda v: None if 0 <= v <= 65535 else f"expected a port from 0 to 65535, got {v}")
-CHECKS.setdefault("glob", lambda v: None if v and not v.startswith("/") and " " not in v
-                  else f"expected a repository pattern such as facility/* , got {v!r}")
+from asci_core.config_base import setting
 
 
 @dataclass(frozen=True)
 class RegistryAuthSettings:
+    # 0 means "any free port, chosen at each start": clients learn the token endpoint
+    # from the registry's own challenge, so nobody has to know it.
     token_port: int = setting(0, help="port of the registry's token service (0: a free port chosen at start)",
-                              check="port_or_zero")
+                              check=("range", 0, 65535))
     token_realm: str | None = setting(None, help="public URL of the token endpoint when clients reach the "
                                       "registry by another name (default: http(s)://HOST:TOKEN_PORT/token)",
                                       check="url")
@@ -44,8 +40,7 @@ class RegistryTlsSettings:
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    repository: str = setting(help="repository name or glob (e.g. facility/*); the first matching policy applies",
-                              check="glob")
+    repository: str = setting(help="repository name or glob (e.g. facility/*); the first matching policy applies")
     keep_last: int = setting(10, help="keep the newest N release versions (semantic-version order)",
                              check=("range", 0, 100000))
     keep_last_prereleases: int = setting(0, help="also keep the newest N pre-release versions (e.g. v2.0.0-rc.1)",
@@ -69,6 +64,28 @@ class RegistryComponentSettings:
                                   help="image references (repo:tag or repo@digest) always kept, besides what runs")
     deployed_label: str = setting("asci.component", help="label marking ASCI's running containers; their images are kept")
     gc_timeout: float = setting(1800.0, help="seconds garbage collection may take", check="positive")
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Mistakes no single setting shows; asci_core.config reports them at load time."""
+        from registry.errors import InvalidReference
+        from registry.reference import parse_reference
+
+        found: list[tuple[str, str]] = []
+        if (self.tls.certificate is None) != (self.tls.key is None):
+            found.append(("tls", "certificate and key must be given together"))
+        for i, text in enumerate(self.deployed):
+            try:
+                parse_reference(text)
+            except InvalidReference as exc:
+                found.append((f"deployed[{i}]", exc.message))
+        patterns = [p.repository for p in self.retention]
+        for i, pattern in enumerate(patterns):
+            if not pattern or pattern.startswith("/") or any(c.isspace() or c.isupper() for c in pattern):
+                found.append((f"retention[{i}].repository", f"expected a repository name or glob such as "
+                              f"facility/*, got {pattern!r}"))
+            elif patterns.index(pattern) != i:
+                found.append((f"retention[{i}].repository", f"{pattern!r} already has a policy above"))
+        return found
 
     def policy_for(self, repository: str) -> RetentionPolicy | None:
         return next((p for p in self.retention if p.matches(repository)), None)

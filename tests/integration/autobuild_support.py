@@ -116,15 +116,25 @@ def deliver(base_url: str, payload: dict | bytes, *, event: str = "repo:refs_cha
     return requests.post(f"{base_url}/hooks/bitbucket", data=body, headers=headers, timeout=30)
 
 
-def autobuild_config(path: Path, *, state_dir: Path, workdir: Path, git_root: Path, port: int,
+def session_stack(stack_config: Any) -> dict[str, Any]:
+    """The parts of the session's stack settings a side configuration must share to reach the same services."""
+    return {
+        "docker": {"socket": str(stack_config.docker.socket)},
+        "registry": {"host": stack_config.registry.host, "port": stack_config.registry.port},
+        "search": {"url": stack_config.search.url},
+        "base_image": {"name": stack_config.base_image.name, "tiny_name": stack_config.base_image.tiny_name},
+    }
+
+
+def autobuild_config(path: Path, *, stack_config: Any, workdir: Path, git_root: Path, port: int,
                      repositories: list[dict[str, Any]], slack_url: str | None = None, notify_success: bool = False,
-                     concurrency: int = 2, extra_stack: dict[str, Any] | None = None,
+                     concurrency: int = 2, state_dir: Path | None = None, registry_port: int | None = None,
                      retry_base: float = 0.5, max_attempts: int = 8,
                      server_host: dict[str, Any] | None = None) -> Path:
     clone = f"file://{git_root}/{{project}}/{{slug}}.git"
     data: dict[str, Any] = {
         "server": {"port": port},
-        "stack": {"state_dir": str(state_dir), **(extra_stack or {})},
+        "stack": {"state_dir": str(state_dir or stack_config.state_dir), **session_stack(stack_config)},
         "autobuild": {
             "workdir": str(workdir),
             "concurrency": concurrency,
@@ -139,6 +149,8 @@ def autobuild_config(path: Path, *, state_dir: Path, workdir: Path, git_root: Pa
         },
         "slack": {"notify_success": notify_success, **({"webhook_url": slack_url} if slack_url else {})},
     }
+    if registry_port is not None:
+        data["stack"]["registry"]["port"] = registry_port
     path.write_text(yaml.safe_dump(data))
     return path
 

@@ -15,7 +15,7 @@ from registry.client import RegistryClient
 from registry.service import registry_access
 from tests.conftest import free_port
 from tests.integration.autobuild_support import (GitRemote, Serve, SlackReceiver, autobuild_config, deliver,
-                                                 server_payload)
+                                                 server_payload, session_stack)
 
 TOKEN = uuid.uuid4().hex[:8]
 
@@ -29,13 +29,14 @@ def make_env(stack, tmp_path):
     serves: list[Serve] = []
     slacks: list[SlackReceiver] = []
 
-    def make(repos: list[dict], *, state_dir=None, slack: bool = True, retry_base: float = 0.5):
+    def make(repos: list[dict], *, state_dir=None, registry_port=None, slack: bool = True, retry_base: float = 0.5):
         remote = GitRemote(tmp_path / "git")
         receiver = SlackReceiver() if slack else None
         if receiver:
             slacks.append(receiver)
         port = free_port()
-        config = autobuild_config(tmp_path / "asci.yaml", state_dir=state_dir or stack.config.stack.state_dir,
+        config = autobuild_config(tmp_path / "asci.yaml", stack_config=stack.config.stack, state_dir=state_dir,
+                                  registry_port=registry_port,
                                   workdir=tmp_path / "work", git_root=tmp_path / "git", port=port,
                                   repositories=repos, slack_url=receiver.url if receiver else None,
                                   retry_base=retry_base)
@@ -116,11 +117,19 @@ def test_slack_outage_neither_fails_nor_delays_the_build(make_env, stack):
     serve.start()
     tree = remote.create(repo, {"Dockerfile": f"FROM {stack.config.stack.base_image.tiny_name}\nRUN exit 3\n"})
     build_id = deliver(serve.url, server_payload(repo, "v1.0.0", tree.tag("v1.0.0"))).json()["changes"][0]["build_id"]
-    assert serve.wait(build_id)["status"] == "failed"
+    failed = serve.wait(build_id)
+    assert failed["status"] == "failed"
     tree.commit({"Dockerfile": dockerfile(stack, "fixed")}, "fix")
     fixed = deliver(serve.url, server_payload(repo, "v1.0.1", tree.tag("v1.0.1"))).json()["changes"][0]["build_id"]
     assert serve.wait(fixed)["status"] == "succeeded"
-    assert "slack notice not delivered" in serve.log_path.read_text()
+    # slack-sdk retries with backoff before giving up; the builds did not wait for that.
+    deadline = time.monotonic() + 60
+    while "slack notice not delivered" not in serve.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    gave_up = [json.loads(line) for line in serve.log_path.read_text().splitlines()
+               if '"slack notice not delivered"' in line]
+    assert gave_up, "the failed notice was never reported"
+    assert "ClientConnectorError" in gave_up[0]["error"] or "Connect" in gave_up[0]["error"]
 
 
 def test_registry_down_during_push_retries_until_it_returns(make_env, stack, tmp_path):
@@ -128,20 +137,14 @@ def test_registry_down_during_push_retries_until_it_returns(make_env, stack, tmp
     side_state = tmp_path / "side-state"
     side = tmp_path / "side.yaml"
     side.write_text(yaml.safe_dump({"stack": {
-        "state_dir": str(side_state), "registry": {"port": free_port()},
-        "docker": {"socket": str(stack.config.stack.docker.socket)}, "search": {"url": stack.config.stack.search.url},
-    }}))
+        **session_stack(stack.config.stack), "state_dir": str(side_state), "registry": {"port": free_port()}}}))
     side_config = load_config(side)
     manager = StackManager(side_config)
     assert manager.up().ok
     try:
         repo = f"TD/regdown-{TOKEN}"
-        extra = {"registry": {"port": side_config.stack.registry.port}}
-        remote, serve, _, config = make_env([{"name": repo, "image": f"asci-test/regdown-{TOKEN}"}],
-                                            state_dir=side_state, retry_base=1.0)
-        data = yaml.safe_load(config.read_text())
-        data["stack"].update(extra)
-        config.write_text(yaml.safe_dump(data))
+        remote, serve, _, _ = make_env([{"name": repo, "image": f"asci-test/regdown-{TOKEN}"}], state_dir=side_state,
+                                       registry_port=side_config.stack.registry.port, retry_base=1.0)
         commit = remote.create(repo, {"Dockerfile": dockerfile(stack, "patient")}).tag("v2.0.0")
         manager.down()  # the registry is gone before the push
         serve.start()
@@ -167,7 +170,7 @@ def test_git_credentials_never_reach_logs_or_records(stack, tmp_path):
     repo = f"TD/creds-{TOKEN}"
     port = free_port()
     config = autobuild_config(
-        tmp_path / "asci.yaml", state_dir=stack.config.stack.state_dir, workdir=tmp_path / "work",
+        tmp_path / "asci.yaml", stack_config=stack.config.stack, workdir=tmp_path / "work",
         git_root=tmp_path / "git", port=port, max_attempts=2, retry_base=0.2,
         repositories=[{"name": repo, "image": f"asci-test/creds-{TOKEN}"}],
         # Nothing listens on port 9: the clone fails, and git's error message carries the URL.
