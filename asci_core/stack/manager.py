@@ -84,7 +84,11 @@ class StackManager:
     def up(self) -> StackReport:
         report = StackReport()
         with self.state.locked():
-            records = self._forget_dead(self.state.load())
+            loaded = self.state.load()
+            records = self._forget_dead(loaded)
+            for name in loaded.keys() - records.keys():
+                # A process we started died without `down` (crash, reboot): tidy what it left behind.
+                self._remove_files(loaded[name])
             self.state.save(records)
             failed: set[str] = set()
             for part in self.parts:
