@@ -3,7 +3,7 @@
 Both sides work on the same repository and the same engine and registry (the
 session stack), alternating, each run with a fresh commit so the Dockerfile's
 COPY and RUN really execute. By hand means: `git clone --depth 1 --branch TAG`,
-`docker build`, `docker push` with Debian's docker CLI. Prints the median of N.
+`docker build` with the same OCI labels, `docker push` with Debian's docker CLI. Prints the median of N.
 
     .venv/bin/python bench/autobuild_pipeline.py [--runs 5]
 """
@@ -67,7 +67,7 @@ def main() -> int:
     auto, hand = [], []
     try:
         for i in range(1, args.runs + 1):
-            tree.commit({"version.txt": f"auto {i}\n"}, f"auto {i}")
+            tree.commit({"version.txt": f"auto {token} {i}\n"}, f"auto {i}")
             commit = tree.tag(f"v1.{i}.0")
             t0 = time.perf_counter()
             build_id = deliver(serve.url, server_payload(REPO, f"v1.{i}.0", commit)).json()["changes"][0]["build_id"]
@@ -78,14 +78,22 @@ def main() -> int:
             assert b["status"] == "succeeded", serve.log(build_id)
             last = b
 
-            tree.commit({"version.txt": f"hand {i}\n"}, f"hand {i}")
+            tree.commit({"version.txt": f"hand {token} {i}\n"}, f"hand {i}")
             tree.tag(f"v2.{i}.0")
             ref = f"{access.address}/{image}:v2.{i}.0"
             clone = work / f"hand-{i}"
             t0 = time.perf_counter()
             subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", f"v2.{i}.0",
                             (work / "git" / "BENCH" / "pipeline.git").as_uri(), str(clone)], check=True)
-            subprocess.run([DOCKER, "build", "-q", "-t", ref, str(clone)], env=env, check=True, capture_output=True)
+            # The same image autobuild makes: the same OCI labels (the legacy builder adds them as one more step).
+            sha = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], check=True, capture_output=True,
+                                 text=True).stdout.strip()
+            labels = {"org.opencontainers.image.source": "https://bitbucket.test.invalid/projects/BENCH/repos/pipeline",
+                      "org.opencontainers.image.revision": sha, "org.opencontainers.image.version": f"v2.{i}.0",
+                      "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
+            label_args = [arg for k, v in labels.items() for arg in ("--label", f"{k}={v}")]
+            subprocess.run([DOCKER, "build", "-q", *label_args, "-t", ref, str(clone)], env=env, check=True,
+                           capture_output=True)
             pushed = subprocess.run([DOCKER, "push", ref], env=env, check=True, capture_output=True, text=True).stdout
             hand.append(time.perf_counter() - t0)
             assert re.search(r"digest: sha256:[0-9a-f]{64}", pushed), pushed
