@@ -103,7 +103,7 @@ class Autobuild:
             try:
                 await self._run(build)
             except Exception as exc:  # a bug in follow-up handling must not kill the worker
-                log.error("worker error", build=build_id, exc_info=exc)
+                log.error("worker error", build_id=build_id, exc_info=exc)
             self._wake.set()
 
     async def _run(self, build: Build) -> None:
@@ -116,7 +116,7 @@ class Autobuild:
             snapshot = [s.to_json() for s in stages]
             loop.call_soon_threadsafe(lambda: self.store.submit(set_fields(build.id, stages=snapshot)))
 
-        log.info("build started", build=build.id, repository=build.repository, tag=build.tag, attempt=build.attempts)
+        log.info("build started", build_id=build.id, repository=build.repository, tag=build.tag, attempt=build.attempts)
         try:
             result = await asyncio.to_thread(self.pipeline.run, build, blog, on_stage)
         except TransientError as exc:
@@ -132,9 +132,11 @@ class Autobuild:
                                          stages=[s.to_json() for s in result.stages]))
             self.metrics.builds.labels(SUCCEEDED).inc()
             blog.write(f"==> succeeded: {result.digest}")
-            log.info("build succeeded", build=build.id, repository=build.repository, tag=build.tag,
-                     digest=result.digest)
             image = f"{self.access.address}/{image_repository(self.repositories[build.repository])}"
+            # One line per finished build, in the shape the autobuild ingest pipeline lifts into build.*.
+            log.info("build finished", build_id=build.id, repository=build.repository, tag=build.tag,
+                     outcome="success", image=image, commit=build.commit_sha, digest=result.digest,
+                     duration_s=round(time.time() - build.started_at, 3), trigger=build.trigger)
             self.slack.build_succeeded(build, result.digest, image)
             if build.trigger != "rebuild":
                 await self._queue_children(build, blog)
@@ -152,7 +154,7 @@ class Autobuild:
         self.metrics.retries.inc()
         blog.write(f"==> {exc.stage} will be retried in {delay:.1f}s (attempt {build.attempts} of "
                    f"{self.settings.max_attempts})")
-        log.warning("build will be retried", build=build.id, stage=exc.stage, error=str(exc), delay=delay)
+        log.warning("build will be retried", build_id=build.id, stage=exc.stage, error=str(exc), delay=delay)
 
     async def _failed(self, build: Build, exc: StageError, blog: BuildLog) -> None:
         await self._write(set_fields(build.id, status=FAILED, error=str(exc), failed_stage=exc.stage,
@@ -162,8 +164,9 @@ class Autobuild:
         blog.write(f"==> failed in {exc.stage}: {exc}")
         if skipped:
             blog.write(f"==> dependent rebuilds skipped: {skipped}")
-        log.error("build failed", build=build.id, repository=build.repository, tag=build.tag, stage=exc.stage,
-                  error=str(exc))
+        log.error("build finished", build_id=build.id, repository=build.repository, tag=build.tag,
+                  outcome="failure", commit=build.commit_sha, stage=exc.stage, error=str(exc),
+                  duration_s=round(time.time() - (build.started_at or time.time()), 3), trigger=build.trigger)
         self.slack.build_failed(build, exc.stage, str(exc), tail_lines(self.log_path(build.id), 15))
 
     # --- inheritance ------------------------------------------------------------------
@@ -204,7 +207,7 @@ class Autobuild:
         ids = await self._write(insert_builds(new))
         queued = [ids[b.dedupe_key][0] for b in new]
         blog.write(f"==> children queued for rebuild: {', '.join(f'{b.repository} #{i}' for b, i in zip(new, queued))}")
-        log.info("children queued", build=root.id, children=queued)
+        log.info("children queued", build_id=root.id, children=queued)
         self._wake.set()
 
     async def retry(self, build_id: int) -> int:

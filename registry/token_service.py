@@ -103,7 +103,7 @@ class TokenService:
         self.signer = signer
         self.auth = authenticator
 
-    async def _issue(self, user: str | None, password: str | None, service: str | None,
+    async def _issue(self, request: web.Request, user: str | None, password: str | None, service: str | None,
                      scope_texts: list[str]) -> web.Response:
         if user is None or password is None:
             return _refuse("credentials required")
@@ -112,7 +112,7 @@ class TokenService:
                                      status=400)
         role = await self.auth.check(user, password)
         if role is None:
-            log.warning("registry token refused", user=user, reason="wrong user or password")
+            log.warning("registry token refused", user=user, source_ip=request.remote, reason="wrong user or password")
             return _refuse("wrong user or password")
         requested = [s for s in (Scope.parse(t) for text in scope_texts for t in text.split(" ") if t) if s]
         granted = grant(role, requested)
@@ -125,15 +125,16 @@ class TokenService:
     async def get_token(self, request: web.Request) -> web.Response:
         creds = _basic_credentials(request)
         user, password = creds if creds else (None, None)
-        return await self._issue(user, password, request.query.get("service"), request.query.getall("scope", []))
+        return await self._issue(request, user, password, request.query.get("service"),
+                                 request.query.getall("scope", []))
 
     async def post_token(self, request: web.Request) -> web.Response:
         # The OAuth2 password grant some clients use instead of GET + Basic.
         form = await request.post()
         if form.get("grant_type") != "password":
             return web.json_response({"error": "unsupported_grant_type"}, status=400)
-        return await self._issue(_str(form.get("username")), _str(form.get("password")), _str(form.get("service")),
-                                 [str(v) for v in form.getall("scope", [])])
+        return await self._issue(request, _str(form.get("username")), _str(form.get("password")),
+                                 _str(form.get("service")), [str(v) for v in form.getall("scope", [])])
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "kid": self.signer.kid})

@@ -11,6 +11,7 @@ APT_PACKAGES=(
   debootstrap busybox-static         # local base images: nothing is pulled from a hub
   iptables ca-certificates git
   wrk                                # load generator of bench/autobuild_intake.py
+  rsyslog rsyslog-elasticsearch      # the side-by-side contender of bench/logging_throughput.py
   pkg-config gcc python3-dev python3-venv   # systemd-python compiles against libsystemd
 )
 missing=()
