@@ -142,3 +142,23 @@ def test_builds_cli_lists_shows_logs_retries_and_graphs(env):
     assert missing.returncode == 1 and missing.stderr.strip() == "asci builds: no build 999999 (HTTP 404)"
     down = subprocess.run([ASCI, "builds", "--url", "http://127.0.0.1:9", "list"], capture_output=True, text=True)
     assert down.returncode == 1 and "no ASCI service answers at http://127.0.0.1:9" in down.stderr
+
+
+def test_build_finished_line_feeds_the_autobuild_ingest_pipeline(env, stack):
+    """The contract with logging: autobuild's real log line becomes build.* fields in the search engine."""
+    from tests.integration.logging_support import LogSite
+
+    line = next(text for text in (env["root"] / "serve.log").read_text().splitlines()
+                if '"message":"build finished"' in text and '"outcome":"success"' in text)
+    site = LogSite(f"asci-test-autobuild-contract-{TOKEN}", stack.search_url)
+    site.install()
+    try:
+        resp = requests.post(f"{stack.search_url}/_ingest/pipeline/{site.prefix}-autobuild/_simulate", timeout=30,
+                             json={"docs": [{"_source": {"message": line, "event": {"dataset": "autobuild"}}}]})
+        doc = resp.json()["docs"][0]["doc"]["_source"]
+    finally:
+        site.remove()
+    assert doc["build"]["outcome"] == "success"
+    assert doc["build"]["repository"] == SERVER_REPO and doc["build"]["tag"] in ("v1.0.0", "v0.9.5")
+    assert doc["build"]["duration_ms"] > 0
+    assert "tags" not in doc  # parsed cleanly, no failure tag

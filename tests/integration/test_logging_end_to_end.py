@@ -9,7 +9,7 @@ import shlex
 
 from asci_logging.container_logging import log_config
 from tests.conftest import LABELS
-from tests.integration.test_logging_support import (journal_count, log_site, metrics,  # noqa: F401 (fixture)
+from tests.integration.logging_support import (journal_count, log_site, metrics,  # noqa: F401 (fixture)
                                                     ship_until_idle, wait_until, write_config)
 
 AUTOBUILD_LINES = [

@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from tests.integration.test_logging_support import (cursor_file, log_site, ship_until_idle,  # noqa: F401 (fixture)
+from tests.integration.logging_support import (cursor_file, log_site, ship_until_idle,  # noqa: F401 (fixture)
                                                     start_shipper, write_config, write_lines)
 
 LINES = 20_000

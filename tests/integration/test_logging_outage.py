@@ -17,7 +17,7 @@ from asci_core.config import parse_config
 from asci_core.stack.manager import StackManager
 from asci_core.stack.search_engine import SearchEnginePart
 from tests.conftest import free_port
-from tests.integration.test_logging_support import (LogSite, cursor_file, metrics, start_shipper, stop_shipper,
+from tests.integration.logging_support import (LogSite, cursor_file, metrics, start_shipper, stop_shipper,
                                                     wait_until, write_config, write_lines)
 
 OUTAGE_S = 30

@@ -13,7 +13,7 @@ import pytest
 import requests
 import yaml
 
-from tests.integration.test_logging_support import ASCI, LogSite
+from tests.integration.logging_support import ASCI, LogSite
 
 BASE = {"@timestamp": "2026-11-26T05:00:00.000000Z", "log": {"level": "info", "syslog": {"priority": 6}},
         "event": {"dataset": "test"}}
