@@ -133,8 +133,9 @@ class Delivery:
             return False
         now = time.monotonic()
         first, last = self._missing.get(rejection.doc.pipeline, (now, now))
-        if now - last > self._grace:
-            first = now  # an earlier episode, long over: this is a new one
+        # Retries of one episode come at most a back-off apart; a longer silence means it ended.
+        if now - last > self._grace + self._backoff.maximum:
+            first = now
         self._missing[rejection.doc.pipeline] = (first, now)
         waiting = now - first < self._grace
         if waiting and now == first:
