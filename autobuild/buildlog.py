@@ -39,13 +39,3 @@ class BuildLog:
         with self._lock:
             self._file.close()
 
-
-def tail_lines(path: Path, count: int) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - 32 * 1024))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return text.splitlines()[-count:]

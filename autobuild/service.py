@@ -12,7 +12,8 @@ from pathlib import Path
 
 from asci_core.config import Config
 from asci_core.jsonlog import get_logger
-from autobuild.buildlog import BuildLog, tail_lines
+from asci_core.stack.process import last_lines
+from autobuild.buildlog import BuildLog
 from autobuild.errors import BuildError, StageError, TransientError
 from autobuild.inheritance import Graph
 from autobuild.intake import Intake
@@ -167,7 +168,7 @@ class Autobuild:
         log.error("build finished", build_id=build.id, repository=build.repository, tag=build.tag,
                   outcome="failure", commit=build.commit_sha, stage=exc.stage, error=str(exc),
                   duration_s=round(time.time() - (build.started_at or time.time()), 3), trigger=build.trigger)
-        self.slack.build_failed(build, exc.stage, str(exc), tail_lines(self.log_path(build.id), 15))
+        self.slack.build_failed(build, exc.stage, str(exc), last_lines(self.log_path(build.id), 15))
 
     # --- inheritance ------------------------------------------------------------------
 

@@ -21,14 +21,13 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.procstat import cpu_seconds, status_kib  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.integration.autobuild_support import SECRET, Serve, server_payload  # noqa: E402
 
@@ -103,11 +102,11 @@ def main() -> int:
     serve = Serve(config, port, work / "serve.log").start()
     try:
         pid = serve.proc.pid
-        rss_idle = _rss_kib(pid)
+        rss_idle = status_kib(pid, "VmRSS")
         out = subprocess.run(["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--timeout", "5s",
                               "-s", str(script), serve.url], capture_output=True, text=True, check=True).stdout
-        rss_after, hwm = _rss_kib(pid), _hwm_kib(pid)
-        cpu = _cpu_seconds(pid)
+        rss_after, hwm = status_kib(pid, "VmRSS"), status_kib(pid, "VmHWM")
+        cpu = cpu_seconds(pid)
     finally:
         serve.stop()
     result = dict(kv.split("=") for kv in re.search(r"BENCH-RESULT (.*)", out).group(1).split())
@@ -128,28 +127,6 @@ def main() -> int:
           f"peak {hwm / 1024:.0f} MiB; CPU {cpu:.1f}s")
     shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def _status_field(pid: int, name: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _rss_kib(pid: int) -> int:
-    return _status_field(pid, "VmRSS")
-
-
-def _hwm_kib(pid: int) -> int:
-    return _status_field(pid, "VmHWM")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    import os
-
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

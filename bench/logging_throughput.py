@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ from systemd import journal
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.procstat import cpu_seconds  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 from asci_core.config import parse_config  # noqa: E402
 from asci_core.stack.manager import StackManager  # noqa: E402
@@ -68,17 +69,6 @@ class Result:
     @property
     def cpu_per_100k(self) -> float:
         return self.cpu_seconds / self.events * 100_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def last_journal_cursor() -> str:
@@ -169,10 +159,10 @@ def run_asci(work: Path, url: str, prefix: str, ident: str, events: int, engine_
     if not ready.wait(60):
         proc.kill()
         raise SystemExit("bench: the asci shipper did not start")
-    started, engine0 = time.monotonic(), cpu_of(engine_pid)
+    started, engine0 = time.monotonic(), cpu_seconds(engine_pid)
     finished = wait_for(url, f"{prefix}-asci-core-*", events, 600)
-    engine = cpu_of(engine_pid) - engine0
-    total = cpu_of(proc.pid)
+    engine = cpu_seconds(engine_pid) - engine0
+    total = cpu_seconds(proc.pid)
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)
     metrics = json.loads((work / "asci-state" / "logging" / "shipper-metrics.json").read_text())
@@ -223,14 +213,14 @@ def run_rsyslog(work: Path, url: str, prefix: str, ident: str, cursor: str, even
     check = subprocess.run([rsyslogd, "-N1", "-f", str(conf)], capture_output=True, text=True)
     if check.returncode != 0:
         raise SystemExit(f"bench: rsyslog config refused:\n{check.stderr}{check.stdout}")
-    engine0 = cpu_of(engine_pid)
+    engine0 = cpu_seconds(engine_pid)
     started = time.monotonic()
     proc = subprocess.Popen([rsyslogd, "-n", "-f", str(conf), "-i", str(rwork / "rsyslogd.pid")],
                             stdout=open(rwork / "rsyslogd.log", "wb"), stderr=subprocess.STDOUT)
     try:
         finished = wait_for(url, index, events, 900)
-        engine = cpu_of(engine_pid) - engine0
-        total = cpu_of(proc.pid)
+        engine = cpu_seconds(engine_pid) - engine0
+        total = cpu_seconds(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

@@ -94,7 +94,8 @@ def _reap(pid: int) -> None:
         pass
 
 
-def tail(path: Path, lines: int = 15) -> str:
+def last_lines(path: Path, count: int) -> list[str]:
+    """The last COUNT lines of a log file (reads at most its last 64 KiB); [] when it cannot be read."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -102,5 +103,10 @@ def tail(path: Path, lines: int = 15) -> str:
             f.seek(max(0, size - 64 * 1024))
             data = f.read().decode("utf-8", "replace")
     except OSError:
-        return "(no log)"
-    return "\n".join(data.splitlines()[-lines:])
+        return []
+    return data.splitlines()[-count:]
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    found = last_lines(path, lines)
+    return "\n".join(found) if found else "(no log)"

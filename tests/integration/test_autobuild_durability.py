@@ -6,7 +6,6 @@ import time
 import uuid
 
 import pytest
-import requests
 import yaml
 
 from asci_core.config import load_config

@@ -6,7 +6,6 @@ their own port, beside the session's stack, which must come through untouched.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
