@@ -61,8 +61,13 @@ async def serve(config: Config, host: str | None = None, port: int | None = None
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():  # a second signal (e.g. to the whole process group) changes nothing
+            log.info("stopping", signal=sig.name)
+            stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: (log.info("stopping", signal=s.name), stop.set()))
+        loop.add_signal_handler(sig, on_signal, sig)
     await stop.wait()
     await runner.cleanup()
     log.info("stopped")
