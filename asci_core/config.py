@@ -111,7 +111,6 @@ class StackSettings:
 @dataclass(frozen=True)
 class SlackSettings:
     webhook_url: Secret | None = setting(None, help="incoming-webhook URL; unset means no Slack notices")
-    channel: str | None = setting(None, help="channel override")
     notify_success: bool = setting(False, help="post successful builds too")
 
 

@@ -55,7 +55,7 @@ def main() -> int:
     remote = GitRemote(work / "git")
     tree = remote.create(REPO, {"Dockerfile": dockerfile(config.stack.base_image.name), "version.txt": "0\n"})
     port = free_port()
-    cfg = autobuild_config(work / "asci.yaml", stack_config=config.stack, workdir=work / "ab",
+    cfg = autobuild_config(work / "asci.yaml", config=config, workdir=work / "ab",
                            git_root=work / "git", port=port, concurrency=1,
                            repositories=[{"name": REPO, "image": image}])
     docker_config = work / "docker-config"

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from asci_core.config import Config, load_config
-from asci_core.stack.manager import StackManager
+from asci_core.stack.manager import StackManager, shared_services
 from registry.client import RegistryClient
 from registry.service import RegistryAccess, RegistryPart, registry_access
 
@@ -31,11 +31,9 @@ class Sandbox:
         self.port = _free_port()
         self.settings: dict[str, Any] = {
             "stack": {
+                **shared_services(base),
                 "state_dir": str(directory / "state"),
-                "docker": {"socket": str(base.stack.docker.socket)},
                 "registry": {"port": self.port, **(stack_registry or {})},
-                "search": {"url": base.stack.search.url},
-                "base_image": {"name": base.stack.base_image.name, "tiny_name": base.stack.base_image.tiny_name},
             },
             "registry": registry or {},
         }

@@ -18,6 +18,8 @@ import git
 import requests
 import yaml
 
+from asci_core.stack.manager import shared_services
+
 ASCI = str(Path(sys.executable).with_name("asci"))
 SERVER_HOST = "https://bitbucket.test.invalid"
 CLOUD_HOST = "https://bitbucket.org"
@@ -116,17 +118,7 @@ def deliver(base_url: str, payload: dict | bytes, *, event: str = "repo:refs_cha
     return requests.post(f"{base_url}/hooks/bitbucket", data=body, headers=headers, timeout=30)
 
 
-def session_stack(stack_config: Any) -> dict[str, Any]:
-    """The parts of the session's stack settings a side configuration must share to reach the same services."""
-    return {
-        "docker": {"socket": str(stack_config.docker.socket)},
-        "registry": {"host": stack_config.registry.host, "port": stack_config.registry.port},
-        "search": {"url": stack_config.search.url},
-        "base_image": {"name": stack_config.base_image.name, "tiny_name": stack_config.base_image.tiny_name},
-    }
-
-
-def autobuild_config(path: Path, *, stack_config: Any, workdir: Path, git_root: Path, port: int,
+def autobuild_config(path: Path, *, config: Any, workdir: Path, git_root: Path, port: int,
                      repositories: list[dict[str, Any]], slack_url: str | None = None, notify_success: bool = False,
                      concurrency: int = 2, state_dir: Path | None = None, registry_port: int | None = None,
                      retry_base: float = 0.5, max_attempts: int = 8,
@@ -134,7 +126,7 @@ def autobuild_config(path: Path, *, stack_config: Any, workdir: Path, git_root: 
     clone = f"file://{git_root}/{{project}}/{{slug}}.git"
     data: dict[str, Any] = {
         "server": {"port": port},
-        "stack": {"state_dir": str(state_dir or stack_config.state_dir), **session_stack(stack_config)},
+        "stack": {"state_dir": str(state_dir or config.stack.state_dir), **shared_services(config)},
         "autobuild": {
             "workdir": str(workdir),
             "concurrency": concurrency,

@@ -6,15 +6,12 @@ import time
 import uuid
 
 import pytest
-import yaml
 
-from asci_core.config import load_config
-from asci_core.stack.manager import StackManager
 from registry.client import RegistryClient
-from registry.service import registry_access
+from registry.sandbox import Sandbox
 from tests.conftest import free_port
 from tests.integration.autobuild_support import (GitRemote, Serve, SlackReceiver, autobuild_config, deliver,
-                                                 server_payload, session_stack)
+                                                 server_payload)
 
 TOKEN = uuid.uuid4().hex[:8]
 
@@ -34,7 +31,7 @@ def make_env(stack, tmp_path):
         if receiver:
             slacks.append(receiver)
         port = free_port()
-        config = autobuild_config(tmp_path / "asci.yaml", stack_config=stack.config.stack, state_dir=state_dir,
+        config = autobuild_config(tmp_path / "asci.yaml", config=stack.config, state_dir=state_dir,
                                   registry_port=registry_port,
                                   workdir=tmp_path / "work", git_root=tmp_path / "git", port=port,
                                   repositories=repos, slack_url=receiver.url if receiver else None,
@@ -133,19 +130,14 @@ def test_slack_outage_neither_fails_nor_delays_the_build(make_env, stack):
 
 def test_registry_down_during_push_retries_until_it_returns(make_env, stack, tmp_path):
     # Our own registry, so stopping it disturbs nobody else.
-    side_state = tmp_path / "side-state"
-    side = tmp_path / "side.yaml"
-    side.write_text(yaml.safe_dump({"stack": {
-        **session_stack(stack.config.stack), "state_dir": str(side_state), "registry": {"port": free_port()}}}))
-    side_config = load_config(side)
-    manager = StackManager(side_config)
-    assert manager.up().ok
+    sandbox = Sandbox(stack.config, tmp_path / "side").start()
     try:
         repo = f"TD/regdown-{TOKEN}"
-        remote, serve, _, _ = make_env([{"name": repo, "image": f"asci-test/regdown-{TOKEN}"}], state_dir=side_state,
-                                       registry_port=side_config.stack.registry.port, retry_base=1.0)
+        remote, serve, _, _ = make_env([{"name": repo, "image": f"asci-test/regdown-{TOKEN}"}],
+                                       state_dir=sandbox.config.stack.state_dir, registry_port=sandbox.port,
+                                       retry_base=1.0)
         commit = remote.create(repo, {"Dockerfile": dockerfile(stack, "patient")}).tag("v2.0.0")
-        manager.down()  # the registry is gone before the push
+        sandbox.stop()  # the registry is gone before the push
         serve.start()
         build_id = deliver(serve.url, server_payload(repo, "v2.0.0", commit)).json()["changes"][0]["build_id"]
         deadline = time.monotonic() + 60
@@ -154,14 +146,13 @@ def test_registry_down_during_push_retries_until_it_returns(make_env, stack, tmp
         build = serve.build(build_id)
         assert build["attempts"] >= 2 and build["status"] in ("queued", "running")
         assert build["failed_stage"] == "push"
-        assert manager.up().ok  # the registry comes back
+        sandbox.start()  # the registry comes back
         build = serve.wait(build_id)
         assert build["status"] == "succeeded", serve.log(build_id)
         assert "will be retried" in serve.log(build_id)
-        client = RegistryClient(registry_access(side_config))
-        assert client.manifest_digest(f"asci-test/regdown-{TOKEN}", "v2.0.0") == build["digest"]
+        assert sandbox.client().manifest_digest(f"asci-test/regdown-{TOKEN}", "v2.0.0") == build["digest"]
     finally:
-        manager.down()
+        sandbox.stop()
 
 
 def test_git_credentials_never_reach_logs_or_records(stack, tmp_path):
@@ -169,7 +160,7 @@ def test_git_credentials_never_reach_logs_or_records(stack, tmp_path):
     repo = f"TD/creds-{TOKEN}"
     port = free_port()
     config = autobuild_config(
-        tmp_path / "asci.yaml", stack_config=stack.config.stack, workdir=tmp_path / "work",
+        tmp_path / "asci.yaml", config=stack.config, workdir=tmp_path / "work",
         git_root=tmp_path / "git", port=port, max_attempts=2, retry_base=0.2,
         repositories=[{"name": repo, "image": f"asci-test/creds-{TOKEN}"}],
         # Nothing listens on port 9: the clone fails, and git's error message carries the URL.

@@ -29,7 +29,7 @@ def env(stack, tmp_path_factory):
     slack = SlackReceiver()
     port = free_port()
     config = autobuild_config(
-        root / "asci.yaml", stack_config=stack.config.stack, workdir=root / "work", git_root=root / "git",
+        root / "asci.yaml", config=stack.config, workdir=root / "work", git_root=root / "git",
         port=port, slack_url=slack.url, notify_success=True,
         repositories=[
             {"name": SERVER_REPO, "image": f"asci-test/app-{TOKEN}", "move_latest": True},

@@ -25,7 +25,7 @@ def env(stack, tmp_path_factory):
     tree = remote.create(REPO, {"Dockerfile": f"FROM {stack.config.stack.base_image.tiny_name}\n"})
     commit = tree.tag("v1.0.0")
     port = free_port()
-    config = autobuild_config(root / "asci.yaml", stack_config=stack.config.stack, workdir=root / "work",
+    config = autobuild_config(root / "asci.yaml", config=stack.config, workdir=root / "work",
                               git_root=root / "git", port=port, repositories=[{"name": REPO, "image": IMAGE}])
     # A small body limit keeps the oversized-body case cheap.
     text = config.read_text().replace("autobuild:\n", "autobuild:\n  max_body_bytes: 65536\n", 1)

@@ -27,7 +27,7 @@ def test_twenty_tags_five_repositories_concurrency_two(stack, tmp_path):
     repos = [f"TC/multi{i}-{TOKEN}" for i in range(5)]
     remote = GitRemote(tmp_path / "git")
     port = free_port()
-    config = autobuild_config(tmp_path / "asci.yaml", stack_config=stack.config.stack,
+    config = autobuild_config(tmp_path / "asci.yaml", config=stack.config,
                               workdir=tmp_path / "work", git_root=tmp_path / "git", port=port, concurrency=2,
                               repositories=[{"name": r, "image": f"asci-test/multi{i}-{TOKEN}"}
                                             for i, r in enumerate(repos)])
@@ -67,7 +67,7 @@ def family(stack, tmp_path):
     images = {k: f"asci-test/{k}-{TOKEN}" for k in names}
     remote = GitRemote(tmp_path / "git")
     port = free_port()
-    config = autobuild_config(tmp_path / "asci.yaml", stack_config=stack.config.stack,
+    config = autobuild_config(tmp_path / "asci.yaml", config=stack.config,
                               workdir=tmp_path / "work", git_root=tmp_path / "git", port=port, concurrency=2,
                               repositories=[{"name": names[k], "image": images[k], "move_latest": True}
                                             for k in names])

@@ -15,6 +15,7 @@ import pytest
 import requests
 import yaml
 
+from asci_core.stack.manager import shared_services
 from asci_core.stack.process import ProcessIdentity
 from asci_core.stack.state import StackState
 from tests.conftest import free_port
@@ -34,14 +35,11 @@ def parts(result: subprocess.CompletedProcess) -> dict[str, dict]:
 @pytest.fixture
 def side_config(tmp_path, stack) -> tuple[Path, int]:
     port = free_port()
-    session = stack.config.stack
     text = yaml.safe_dump({
         "stack": {
+            **shared_services(stack.config),
             "state_dir": str(tmp_path / "state"),
-            "docker": {"socket": str(session.docker.socket)},
             "registry": {"port": port},
-            "search": {"url": session.search.url},
-            "base_image": {"name": session.base_image.name, "tiny_name": session.base_image.tiny_name},
         }
     })
     path = tmp_path / "asci.yaml"
