@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from asci_core.image_reference import name_and_tag
+
 _ARG_REF = re.compile(r"\$(?:\{(\w+)(?::?-([^}]*))?\}|(\w+))")
 
 
@@ -81,11 +83,7 @@ def parse_from_lines(dockerfile: str, build_args: dict[str, str] | None = None) 
 
 def split_reference(ref: str) -> tuple[str, str]:
     """("registry:5000/bl/base", "v1") from "registry:5000/bl/base:v1"; a missing tag is "latest"."""
-    ref = ref.split("@", 1)[0]
-    name, sep, tag = ref.rpartition(":")
-    if not sep or "/" in tag:
-        return ref, "latest"
-    return name, tag
+    return name_and_tag(ref)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import docker.errors
 import git
 import requests.exceptions
 
+from asci_core.stack.docker_engine import docker_client
 from autobuild.buildlog import BuildLog
 from autobuild.errors import BuildError, TransientError
 from autobuild.inheritance import FromLine, parse_from_lines, split_reference
@@ -129,7 +130,7 @@ class Pipeline:
             on_stage(stages)
             log.write(f"==> {name} done in {record.finished_at - record.started_at:.2f}s")
 
-        client = docker.DockerClient(base_url=f"unix://{self.engine_socket}", timeout=600)
+        client = docker_client(self.engine_socket, timeout=600)
         try:
             with stage("clone"):
                 self._clone(host, repo, build, clone_dir, log, secrets)

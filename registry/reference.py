@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from asci_core.image_reference import split_image_reference
 from registry.errors import InvalidReference
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -58,30 +59,19 @@ def check_digest(digest: str) -> str:
     return digest
 
 
-def _looks_like_host(part: str) -> bool:
-    return "." in part or ":" in part or part == "localhost"
-
-
 def parse_reference(text: str, *, default_tag: str | None = "latest", address: str | None = None) -> Reference:
     """Parse TEXT; a leading registry address is accepted only when it equals ADDRESS (when given)."""
     raw = text.strip()
     if not raw:
         raise InvalidReference("empty image reference")
-    registry: str | None = None
-    first, sep, rest = raw.partition("/")
-    if sep and _looks_like_host(first):
-        registry, raw = first, rest
-        if address is not None and registry != address:
-            raise InvalidReference(f"{text!r} names registry {registry}, but this registry is {address}")
-    digest: str | None = None
-    if "@" in raw:
-        raw, digest = raw.split("@", 1)
+    registry, repository, tag, digest = split_image_reference(raw)
+    if registry is not None and address is not None and registry != address:
+        raise InvalidReference(f"{text!r} names registry {registry}, but this registry is {address}")
+    if digest is not None:
         check_digest(digest)
-    tag: str | None = None
-    name, colon, maybe_tag = raw.rpartition(":")
-    if colon and "/" not in maybe_tag:
-        raw, tag = name, check_tag(maybe_tag)
-    check_repository(raw)
+    if tag is not None:
+        check_tag(tag)
+    check_repository(repository)
     if tag is None and digest is None:
         tag = default_tag
-    return Reference(raw, tag, digest, registry)
+    return Reference(repository, tag, digest, registry)

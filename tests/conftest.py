@@ -11,6 +11,7 @@ import docker
 import pytest
 
 from asci_core.config import Config, load_config
+from asci_core.stack.docker_engine import docker_client as new_docker_client
 from registry.service import RegistryAccess
 
 TEST_LABEL = "asci.test"
@@ -47,7 +48,7 @@ def stack(config: Config) -> Stack:
 
 @pytest.fixture(scope="session")
 def docker_client(stack: Stack) -> Iterator[docker.DockerClient]:
-    client = docker.DockerClient(base_url=f"unix://{stack.config.stack.docker.socket}", timeout=300)
+    client = new_docker_client(stack.config.stack.docker.socket, timeout=300)
     yield client
     for container in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={TEST_RUN}"}):
         container.remove(force=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import docker.errors
 
+from asci_core.image_reference import name_and_tag
 from asci_core.stack.docker_engine import engine_client
 from asci_core.stack.part import Part, Probe, Started, StartError
 
@@ -23,6 +24,7 @@ BUSYBOX = Path("/bin/busybox")
 
 class BaseImagePart(Part):
     name = "base_image"
+    order = 50
     needs = ("docker",)
 
     @property
@@ -97,7 +99,7 @@ class BaseImagePart(Part):
             info = tarfile.TarInfo("etc/passwd")
             info.size = len(passwd)
             tar.addfile(info, io.BytesIO(passwd))
-        repo, tag = _split(self.settings.tiny_name)
+        repo, tag = name_and_tag(self.settings.tiny_name)
         with engine_client(self.config) as client:
             client.api.import_image_from_data(buf.getvalue(), repository=repo, tag=tag,
                                               changes=['CMD ["/bin/sh"]'])
@@ -125,7 +127,7 @@ class BaseImagePart(Part):
                     if leftover.is_file() or leftover.is_symlink():
                         leftover.unlink()
             self._run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tar_path), "."], "tar")
-            repo, tag = _split(s.name)
+            repo, tag = name_and_tag(s.name)
             with engine_client(self.config, timeout=600) as client:
                 client.api.import_image_from_file(str(tar_path), repository=repo, tag=tag,
                                                   changes=['CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"])
@@ -142,13 +144,6 @@ class BaseImagePart(Part):
             log.write(f"--- {what} exit {result.returncode} after {time.monotonic() - t0:.1f}s\n".encode())
         if result.returncode != 0:
             raise StartError(f"{what} failed with exit code {result.returncode}")
-
-
-def _split(name: str) -> tuple[str, str]:
-    repo, _, tag = name.rpartition(":")
-    if not repo or "/" in tag:
-        return name, "latest"
-    return repo, tag
 
 
 def _clean(rootfs: Path) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from typing import Iterator
 
@@ -12,10 +13,15 @@ import requests.exceptions
 from asci_core.stack.part import Part, Probe, Started, StartError
 
 
+def docker_client(socket: str | os.PathLike[str], timeout: int = 120) -> docker.DockerClient:
+    """The one factory of Docker clients: the engine behind SOCKET (the caller closes the client)."""
+    return docker.DockerClient(base_url=f"unix://{socket}", timeout=timeout)
+
+
 @contextlib.contextmanager
 def engine_client(config, timeout: int = 120) -> Iterator[docker.DockerClient]:
-    """The one way ASCI code reaches the engine configured for the stack."""
-    client = docker.DockerClient(base_url=f"unix://{config.stack.docker.socket}", timeout=timeout)
+    """The engine configured for the stack (`stack.docker.socket`), closed after use."""
+    client = docker_client(config.stack.docker.socket, timeout=timeout)
     try:
         yield client
     finally:
@@ -24,6 +30,7 @@ def engine_client(config, timeout: int = 120) -> Iterator[docker.DockerClient]:
 
 class DockerEnginePart(Part):
     name = "docker"
+    order = 20
 
     @property
     def managed(self) -> bool:
