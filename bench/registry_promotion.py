@@ -25,10 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import docker  # noqa: E402
-
 from asci_core.config import load_config  # noqa: E402
-from registry.sandbox import Sandbox  # noqa: E402
+from asci_core.stack.docker_engine import docker_client  # noqa: E402
+from tests.support.sandbox import Sandbox  # noqa: E402
 
 LABELS = {"asci.bench": "registry-promotion"}
 
@@ -59,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base = load_config()
-    engine = docker.DockerClient(base_url=f"unix://{base.stack.docker.socket}", timeout=600)
+    engine = docker_client(base.stack.docker.socket, timeout=600)
     cli = docker_cli()
     with tempfile.TemporaryDirectory(prefix="asci-bench-promote-") as tmp, Sandbox(base, Path(tmp) / "sb") as sb:
         address, access = sb.address, sb.access

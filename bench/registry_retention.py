@@ -27,8 +27,8 @@ from asci_core.config import load_config  # noqa: E402
 from registry.client import DOCKER_MANIFEST, Manifest  # noqa: E402
 from registry.deployed import DeployedSet  # noqa: E402
 from registry.retention import TagInfo, collect_tags, plan_repository  # noqa: E402
-from registry.sandbox import Sandbox  # noqa: E402
 from registry.settings import RetentionPolicy  # noqa: E402
+from tests.support.sandbox import Sandbox  # noqa: E402
 
 RUNS = 5
 

@@ -18,7 +18,7 @@ import git
 import requests
 import yaml
 
-from asci_core.stack.manager import shared_services
+from tests.support.side_config import shared_services
 
 ASCI = str(Path(sys.executable).with_name("asci"))
 SERVER_HOST = "https://bitbucket.test.invalid"

@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from registry.client import RegistryClient
-from registry.sandbox import Sandbox
 from tests.conftest import free_port
 from tests.integration.autobuild_support import (GitRemote, Serve, SlackReceiver, autobuild_config, deliver,
+from tests.support.sandbox import Sandbox
                                                  server_payload)
 
 TOKEN = uuid.uuid4().hex[:8]

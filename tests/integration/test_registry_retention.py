@@ -23,8 +23,8 @@ import pytest
 
 from registry.client import DOCKER_MANIFEST, OCI_INDEX, Manifest, NotFound, RegistryClient
 from registry.gc import disk_usage
-from registry.sandbox import Sandbox
 from tests.conftest import LABELS
+from tests.support.sandbox import Sandbox
 
 ASCI = str(Path(sys.executable).with_name("asci"))
 PAYLOAD = 256 * 1024

@@ -21,9 +21,9 @@ from cryptography.x509.oid import NameOID
 
 from asci_core.config import Secret
 from registry.client import Denied, NotFound, RegistryClient, Unauthorized
-from registry.sandbox import Sandbox
 from registry.service import RegistryAccess
 from tests.conftest import LABELS, free_port
+from tests.support.sandbox import Sandbox
 
 ASCI = str(Path(sys.executable).with_name("asci"))
 

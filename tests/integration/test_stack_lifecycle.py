@@ -15,10 +15,10 @@ import pytest
 import requests
 import yaml
 
-from asci_core.stack.manager import shared_services
 from asci_core.stack.process import ProcessIdentity
 from asci_core.stack.state import StackState
 from tests.conftest import free_port
+from tests.support.side_config import shared_services
 
 ASCI = str(Path(sys.executable).with_name("asci"))
 
