@@ -1,15 +1,20 @@
-"""The `asci` command: one sub-command per component."""
+"""The `asci` command: one sub-command per component.
+
+Every expected failure is an AsciError (asci_core.errors); `main` alone turns it
+into one line on stderr and its exit code.
+"""
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import os
 import sys
 from typing import Sequence
 
-from asci_core import __version__
-from asci_core.config import ConfigError, describe, load_config
-from asci_core import jsonlog
+from asci_core import __version__, jsonlog
+from asci_core.components import components
+from asci_core.config import describe, load_config
+from asci_core.errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, AsciError
 
 
 def _stack_manager(args: argparse.Namespace):
@@ -59,16 +64,12 @@ def cmd_stack_status(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from asci_core.server import ServeError, serve
+    from asci_core.server import serve
 
     import uvloop
 
-    try:
-        # uvloop: the webhook intake spends most of its time in the event loop (measured in bench/).
-        uvloop.run(serve(args.config_obj, host=args.host, port=args.port))
-    except ServeError as exc:
-        print(f"asci: {exc}", file=sys.stderr)
-        return 1
+    # uvloop: the webhook intake spends most of its time in the event loop (measured in bench/).
+    uvloop.run(serve(args.config_obj, host=args.host, port=args.port))
     return 0
 
 
@@ -83,18 +84,13 @@ def cmd_config_help(args: argparse.Namespace) -> int:
     return 0
 
 
-# Each component adds its own sub-commands: its module has `register(subparsers)`,
-# and every handler receives the parsed arguments with the loaded config in `args.config_obj`.
-COMPONENT_COMMANDS: tuple[str, ...] = ("autobuild.cli", "registry.cli", "asci_logging.cli")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asci", description="ASCI build-and-deploy pipeline")
     parser.add_argument("--version", action="version", version=f"asci {__version__}")
     parser.add_argument("-c", "--config", metavar="FILE",
                         help="configuration file (default: $ASCI_CONFIG, else the embedded defaults)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                        help="override logging.level from the configuration")
+                        help="override log.level from the configuration")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     stack = sub.add_parser("stack", help="the real services ASCI needs: Docker, journald, registry, search engine")
@@ -116,8 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub.add_parser("check", help="load and validate, then say ok").set_defaults(func=cmd_config_check)
     config_sub.add_parser("help", help="every setting with its default").set_defaults(func=cmd_config_help)
 
-    for module in COMPONENT_COMMANDS:
-        importlib.import_module(module).register(sub)
+    # Each component adds its own sub-commands (asci_core.components); every handler receives the
+    # parsed arguments with the loaded config in `args.config_obj`. A component may set the
+    # `error_prefix` default on its parser ("asci registry") for its one-line errors.
+    for component in components():
+        if component.commands is not None:
+            component.commands(sub)
     return parser
 
 
@@ -125,16 +125,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.config_obj = load_config(args.config)
-    except ConfigError as exc:
-        print(f"asci: configuration error: {exc}", file=sys.stderr)
-        return 2
-    # The service logs to stdout; every other command keeps stdout for its result (tables, --json).
-    jsonlog.configure(args.log_level or args.config_obj.logging.level,
-                      stream=sys.stdout if args.command == "serve" else sys.stderr)
-    try:
-        return args.func(args)
+        # The service logs to stdout; every other command keeps stdout for its result (tables, --json).
+        jsonlog.configure(args.log_level or args.config_obj.log.level,
+                          stream=sys.stdout if args.command == "serve" else sys.stderr)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except AsciError as exc:
+        print(f"{getattr(args, 'error_prefix', 'asci')}: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (`asci config help | head`): nothing left to say to it.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        # The machine refused (a folder that cannot be made, a permission, a full disk): the
+        # person can act on the one line; a traceback would only hide it.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"{getattr(args, 'error_prefix', 'asci')}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout again at exit; pointing it at /dev/null keeps that flush from failing.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """ASCI configuration: one YAML file, a section per component, validated up front.
 
 Settings are declared as frozen dataclasses (core sections here, component
-sections in each component's settings module); the loader walks their type
-hints, so a setting's type, default and help text live in one place. Every
-mistake is a ConfigError naming the file, the dotted key and what was expected.
+sections in each component's settings module, registered through
+asci_core.components); the loader walks their type hints, so a setting's type,
+default and help text live in one place. Every mistake is a ConfigError naming
+the file, the dotted key and what was expected.
 """
 from __future__ import annotations
 
@@ -17,10 +18,8 @@ from typing import Any, Literal
 
 import yaml
 
+from asci_core.components import settings_sections
 from asci_core.config_base import CHECKS, ConfigError, Secret, setting
-from asci_logging.settings import LoggingSettings
-from autobuild.settings import AutobuildSettings
-from registry.settings import RegistryComponentSettings
 
 __all__ = ["Config", "ConfigError", "Secret", "describe", "load_config", "parse_config"]
 
@@ -107,6 +106,12 @@ class StackSettings:
     search: SearchSettings = field(default_factory=SearchSettings)
     base_image: BaseImageSettings = field(default_factory=BaseImageSettings)
 
+    def problems(self) -> list[tuple[str, str]]:
+        found = []
+        if not self.registry.managed and not self.registry.url:
+            found.append(("registry.url", "required when stack.registry.managed is false (the site registry's URL)"))
+        return found
+
 
 @dataclass(frozen=True)
 class SlackSettings:
@@ -115,14 +120,36 @@ class SlackSettings:
 
 
 @dataclass(frozen=True)
-class Config:
-    source: str = setting("<embedded defaults>", help="where this configuration came from", internal=True)
-    server: ServerSettings = field(default_factory=ServerSettings)
-    stack: StackSettings = field(default_factory=StackSettings)
-    autobuild: AutobuildSettings = field(default_factory=AutobuildSettings)
-    registry: RegistryComponentSettings = field(default_factory=RegistryComponentSettings)
-    slack: SlackSettings = field(default_factory=SlackSettings)
-    logging: LoggingSettings = field(default_factory=LoggingSettings)
+class LogSettings:
+    level: Literal["debug", "info", "warning", "error"] = setting("info", help="lowest level ASCI's own logs write")
+
+
+CORE_SECTIONS: tuple[tuple[str, type], ...] = (
+    ("server", ServerSettings),
+    ("stack", StackSettings),
+    ("log", LogSettings),
+    ("slack", SlackSettings),
+)
+
+# Settings that moved: the old key still loads, into its new place.
+MOVED: dict[str, str] = {"logging.level": "log.level"}
+
+
+def _config_class() -> type:
+    """Config: the core sections, then every registered component's (config.autobuild, config.logging, ...)."""
+    fields: list[tuple[str, Any, Any]] = [
+        ("source", str, setting("<embedded defaults>", help="where this configuration came from", internal=True))]
+    for name, cls in (*CORE_SECTIONS, *settings_sections()):
+        if any(name == f[0] for f in fields):
+            raise TypeError(f"two settings sections are named {name!r}")
+        fields.append((name, cls, field(default_factory=cls)))
+    cls = dataclasses.make_dataclass("Config", fields, frozen=True)
+    cls.__module__ = __name__
+    cls.__doc__ = "The whole configuration: one attribute per section (config.server, config.autobuild, ...)."
+    return cls
+
+
+Config = _config_class()
 
 
 # --- loading ----------------------------------------------------------------
@@ -154,6 +181,8 @@ def parse_config(text: str, source: str = "<string>", base_dir: Path | None = No
     if data is None:
         data = {}
     loader = _Loader(source, base_dir or Path.cwd())
+    if isinstance(data, dict):
+        data = loader.moved(data)
     values = loader.section(Config, data, "", skip={"source"})
     config = Config(source=source, **values)
     for name in values:
@@ -168,9 +197,28 @@ class _Loader:
     def __init__(self, source: str, base_dir: Path):
         self.source = source
         self.base_dir = base_dir
+        self.renamed: dict[str, str] = {}  # new key -> the old key the file used, for messages
 
     def fail(self, key: str, problem: str) -> typing.NoReturn:
         raise ConfigError(self.source, key, problem)
+
+    def moved(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Put settings written under their old key (MOVED) into their new place; both at once is a mistake."""
+        data = dict(data)
+        for old, new in MOVED.items():
+            (old_section, old_name), (new_section, new_name) = old.split("."), new.split(".")
+            section = data.get(old_section)
+            if not isinstance(section, dict) or old_name not in section:
+                continue
+            target = data.get(new_section) or {}
+            if not isinstance(target, dict):
+                continue
+            if new_name in target:
+                self.fail(old, f"moved to {new}, which is set too: keep only {new}")
+            data[old_section] = {k: v for k, v in section.items() if k != old_name}
+            data[new_section] = {**target, new_name: section[old_name]}
+            self.renamed[new] = old
+        return data
 
     def section(self, cls: type, data: Any, key: str, skip: set[str] = frozenset()) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -185,7 +233,7 @@ class _Loader:
         for name, f in fields.items():
             sub = _join(key, name)
             if name in data:
-                values[name] = self.value(hints[name], data[name], sub, f.metadata)
+                values[name] = self.value(hints[name], data[name], self.renamed.get(sub, sub), f.metadata)
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 self.fail(sub, f"required setting is missing ({f.metadata.get('help', name)})")
         return values
@@ -288,8 +336,9 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, default, help) for every setting: the source of `asci config help`."""
+def describe(cls: type | None = None, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, help) for every setting, those inside lists too: the source of `asci config help`."""
+    cls = Config if cls is None else cls
     rows: list[tuple[str, str, str]] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -301,10 +350,43 @@ def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]
             rows.extend(describe(hint, key))
             continue
         if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
+            default = _show(f.default)
         elif f.default_factory is not dataclasses.MISSING:
-            default = "(computed)"
+            default = _show(f.default_factory())
         else:
             default = "(required)"
         rows.append((key, default, f.metadata.get("help", "")))
+        item = _list_item(hint)
+        if item is not None:
+            rows.extend(describe(item, f"{key}[]"))
     return rows
+
+
+def _list_item(hint: Any) -> type | None:
+    """The settings class of a list of sections (list[X] or list[X] | None), else None."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next((a for a in typing.get_args(hint) if a is not type(None)), None)
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        if dataclasses.is_dataclass(item):
+            return item
+    return None
+
+
+def _show(value: Any) -> str:
+    """A default as it would be written in the YAML file, not as Python's repr."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, Path)):
+        return str(value) if str(value) else '""'
+    if isinstance(value, (list, tuple)):
+        if value and all(dataclasses.is_dataclass(v) for v in value):
+            return f"{len(value)} entries (see below)"
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, Secret):
+        return "(secret)"
+    return str(value)

@@ -1,7 +1,9 @@
 """What every component's settings module needs: `setting()`, `Secret`, `ConfigError`.
 
-Component sections (autobuild/settings.py, asci_logging/settings.py, ...) import
-only this module, so asci_core.config can compose them without import cycles.
+Component sections (autobuild/settings.py, asci_logging/settings.py, ...) and any
+component code that handles secrets import only this module, never
+asci_core.config: the configuration is composed from the components' sections
+(asci_core.components), so importing it from a settings module would be a cycle.
 """
 from __future__ import annotations
 
@@ -11,9 +13,13 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from asci_core.errors import EXIT_USAGE, AsciError
 
-class ConfigError(Exception):
+
+class ConfigError(AsciError):
     """A configuration mistake, phrased for the person who wrote the file."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, source: str, key: str, problem: str):
         self.source = source
@@ -21,6 +27,9 @@ class ConfigError(Exception):
         self.problem = problem
         where = f"{source}: {key}" if key else source
         super().__init__(f"{where}: {problem}")
+
+    def one_line(self) -> str:
+        return f"configuration error: {super().one_line()}"
 
 
 class Secret:

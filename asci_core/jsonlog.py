@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any, TextIO
 
-from asci_core.config import Secret
+from asci_core.config_base import Secret
 
 _RESERVED = ("timestamp", "level", "component", "message")
 

@@ -13,7 +13,9 @@ import time
 from aiohttp import web
 
 from asci_core import __version__
+from asci_core.components import components
 from asci_core.config import Config
+from asci_core.errors import AsciError
 from asci_core.jsonlog import get_logger
 
 log = get_logger("server")
@@ -29,19 +31,18 @@ async def healthz(request: web.Request) -> web.Response:
     })
 
 
-class ServeError(Exception):
+class ServeError(AsciError):
     """The service could not start; the message says why."""
 
 
 def build_app(config: Config) -> web.Application:
-    from autobuild import http as autobuild_http
-    from autobuild.service import Autobuild
-
     app = web.Application()
     app[CONFIG_KEY] = config
     app[STARTED_KEY] = time.monotonic()
     app.router.add_get("/healthz", healthz)
-    autobuild_http.setup(app, Autobuild(config))
+    for component in components():  # asci_core.components: each adds its own routes
+        if component.routes is not None:
+            component.routes(app, config)
     return app
 
 

@@ -8,9 +8,12 @@ import sys
 
 import requests
 
+from asci_core.errors import AsciError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     builds = sub.add_parser("builds", help="autobuild's builds, through the API of `asci serve`")
+    builds.set_defaults(error_prefix="asci builds")
     builds.add_argument("--url", help="service address (default: http://server.host:server.port)")
     actions = builds.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = actions.add_parser("list", help="recent builds")
@@ -32,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions.add_parser("graph", help="which image is built FROM which").set_defaults(func=cmd_graph)
 
 
-class ApiError(Exception):
-    pass
+class ApiError(AsciError):
+    """The service is not there, or refused the request; the message says which."""
 
 
 def _call(args: argparse.Namespace, method: str, path: str, **kw) -> requests.Response:
@@ -52,21 +55,10 @@ def _call(args: argparse.Namespace, method: str, path: str, **kw) -> requests.Re
     return resp
 
 
-def _guarded(fn):
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except ApiError as exc:
-            print(f"asci builds: {exc}", file=sys.stderr)
-            return 1
-    return run
-
-
 def _when(ts: float | None) -> str:
     return "-" if not ts else _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-@_guarded
 def cmd_list(args: argparse.Namespace) -> int:
     params = {k: v for k, v in (("repository", args.repository), ("status", args.status)) if v}
     builds = _call(args, "GET", "/builds", params={**params, "limit": args.limit}).json()["builds"]
@@ -80,7 +72,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
 def cmd_show(args: argparse.Namespace) -> int:
     b = _call(args, "GET", f"/builds/{args.id}").json()
     print(f"build {b['id']}: {b['repository']} {b['tag']} at {b['commit_sha']}")
@@ -97,7 +88,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
 def cmd_log(args: argparse.Namespace) -> int:
     params = {"follow": "1"} if args.follow else {}
     resp = _call(args, "GET", f"/builds/{args.id}/log", params=params, stream=True, timeout=None)
@@ -107,14 +97,12 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
 def cmd_retry(args: argparse.Namespace) -> int:
     new = _call(args, "POST", f"/builds/{args.id}/retry").json()
     print(f"queued build {new['build']} (retry of {args.id})")
     return 0
 
 
-@_guarded
 def cmd_graph(args: argparse.Namespace) -> int:
     print(_call(args, "GET", "/builds/graph").json()["text"] or "(no successful builds yet)")
     return 0

@@ -1,8 +1,10 @@
 """How a build can end badly: worth retrying, or final."""
 from __future__ import annotations
 
+from asci_core.errors import AsciError
 
-class StageError(Exception):
+
+class StageError(AsciError):
     def __init__(self, stage: str, message: str):
         self.stage = stage
         super().__init__(message)

@@ -23,7 +23,7 @@ class _QueueCollector:
         yield GaugeMetricFamily("asci_autobuild_queue_depth", "Builds waiting to run", value=counts.get("queued", 0))
 
 
-class Metrics:
+class BuildMetrics:
     def __init__(self, counts: Callable[[], dict[str, int]]):
         self.registry = CollectorRegistry()
         self.builds = Counter("asci_autobuild_builds_finished", "Builds finished, by outcome", ["outcome"],

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from asci_core.errors import UsageError
+
 SERVER_PUSH = "repo:refs_changed"
 CLOUD_PUSH = "repo:push"
 PING = "diagnostics:ping"
@@ -19,7 +21,7 @@ ZERO_HASH = re.compile(r"0{40}")
 COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
-class PayloadError(ValueError):
+class PayloadError(UsageError, ValueError):
     """The payload lacks something autobuild needs; the message says what."""
 
 

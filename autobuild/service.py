@@ -17,7 +17,7 @@ from autobuild.buildlog import BuildLog
 from autobuild.errors import BuildError, StageError, TransientError
 from autobuild.inheritance import Graph
 from autobuild.intake import Intake
-from autobuild.metrics import Metrics
+from autobuild.metrics import BuildMetrics
 from autobuild.pipeline import Pipeline, StageRecord, image_repository
 from autobuild.slack import SlackNotifier
 from autobuild.store import (FAILED, QUEUED, SUCCEEDED, Build, NewBuild, Store, claim_next, insert_builds,
@@ -38,7 +38,7 @@ class Autobuild:
         self.workdir = workdir_of(config)
         self.store = Store(self.workdir / "autobuild.db")
         self.intake = Intake(self.settings, self.store)
-        self.metrics = Metrics(self.store.counts)
+        self.metrics = BuildMetrics(self.store.counts)
         self.access = registry_access(config)
         self.repositories = {r.name: r for r in self.settings.repositories}
         public = self.settings.public_url or f"http://{config.server.host}:{config.server.port}"

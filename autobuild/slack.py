@@ -13,7 +13,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (AsyncConnectionErrorRet
                                                          AsyncServerErrorRetryHandler)
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from asci_core.config import Secret
+from asci_core.config_base import Secret
 from asci_core.jsonlog import get_logger
 from autobuild.store import Build
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 
+from asci_core.errors import UsageError
 from registry.reference import TAG_RE
 
 
-class TagRefused(ValueError):
+class TagRefused(UsageError, ValueError):
     """The tag will not be built; the message says why (safe to show to the sender)."""
 
 

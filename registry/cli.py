@@ -1,7 +1,8 @@
 """`asci registry ...`: list, inspect, promote, retain, collect garbage, manage users.
 
-Every failure is one line on stderr naming what failed and the registry's own
-error code, with exit code 2 for malformed input and 1 for everything else.
+Every failure is an AsciError: `asci` prints it as one line on stderr ("asci
+registry: ..." with the registry's own error code), exit code 2 for malformed
+input and 1 for everything else.
 """
 from __future__ import annotations
 
@@ -10,12 +11,8 @@ import json
 import sys
 from typing import Any, Callable
 
-from asci_core import jsonlog
 from asci_core.config import Config
-from registry.errors import InvalidReference, RegistryError
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
+from asci_core.errors import EXIT_FAILED
 
 
 def _client(config: Config):
@@ -91,10 +88,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def _deployed(config: Config, address: str):
     import docker
 
+    from asci_core.stack.docker_engine import docker_client
     from registry.deployed import ConfiguredDeployments, DeployedSet, DeploymentSourceError, EngineDeployments
 
     try:
-        engine = docker.DockerClient(base_url=f"unix://{config.stack.docker.socket}", timeout=30)
+        engine = docker_client(config.stack.docker.socket, timeout=30)
     except docker.errors.DockerException as exc:
         raise DeploymentSourceError(f"cannot reach the Docker engine to see what is deployed ({exc})") from None
     try:
@@ -198,43 +196,16 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        from registry.deployed import DeploymentSourceError
-        from registry.gc import GcError
-        from registry.users import UserError
-        from asci_core.stack.part import StartError
-
-        # stdout is the command's answer (a plan, a digest, JSON); the event log goes beside it.
-        jsonlog.configure(args.log_level or args.config_obj.logging.level, stream=sys.stderr)
-        try:
-            return func(args)
-        except InvalidReference as exc:
-            print(f"asci registry: {exc.message}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except RegistryError as exc:
-            code = f" [{exc.code}]" if exc.code else ""
-            print(f"asci registry: {exc.message}{code}", file=sys.stderr)
-            return EXIT_FAILED
-        except UserError as exc:
-            print(f"asci registry: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except (GcError, DeploymentSourceError, StartError) as exc:
-            print(f"asci registry: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-
-    return run
-
-
 def register(subparsers: Any) -> None:
     reg = subparsers.add_parser("registry", help="the facility registry: list, promote, retain, gc, users")
+    reg.set_defaults(error_prefix="asci registry")
     sub = reg.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], text: str, json_flag: bool = True):
         p = sub.add_parser(name, help=text)
         if json_flag:
             p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.set_defaults(func=_guarded(func))
+        p.set_defaults(func=func)
         return p
 
     add("ls", cmd_ls, "list repositories, or the tags and digests of REPO").add_argument("repository", nargs="?")
@@ -255,10 +226,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("user")
     p.add_argument("--role", required=True, choices=["pull", "push", "admin"])
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin instead of generating one")
-    p.set_defaults(func=_guarded(cmd_users_add))
+    p.set_defaults(func=cmd_users_add)
     p = users_sub.add_parser("remove", help="remove a user (their tokens expire within registry.auth.token_ttl)")
     p.add_argument("user")
-    p.set_defaults(func=_guarded(cmd_users_remove))
+    p.set_defaults(func=cmd_users_remove)
     p = users_sub.add_parser("list", help="users and roles (never passwords)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_guarded(cmd_users_list))
+    p.set_defaults(func=cmd_users_list)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
+from asci_core.errors import AsciError
 from registry.errors import InvalidReference
 from registry.reference import parse_reference
 
@@ -26,7 +27,7 @@ class DeployedImages(Protocol):
     def deployed_refs(self) -> list[DeployedRef]: ...
 
 
-class DeploymentSourceError(Exception):
+class DeploymentSourceError(AsciError):
     """The deployed set cannot be known, so nothing may be deleted."""
 
 

@@ -9,8 +9,10 @@ from typing import Any
 
 import requests
 
+from asci_core.errors import EXIT_USAGE, AsciError
 
-class RegistryError(Exception):
+
+class RegistryError(AsciError):
     """Base of every registry failure. `code` is the registry's own code when it gave one."""
 
     def __init__(self, message: str, *, code: str = "", status: int = 0, detail: Any = None):
@@ -19,6 +21,9 @@ class RegistryError(Exception):
         self.status = status
         self.detail = detail
         super().__init__(f"{code}: {message}" if code else message)
+
+    def one_line(self) -> str:
+        return f"{self.message} [{self.code}]" if self.code else self.message
 
 
 class RegistryUnavailable(RegistryError):
@@ -39,6 +44,11 @@ class NotFound(RegistryError):
 
 class InvalidReference(RegistryError):
     """A repository name, tag or digest that is not well formed (caught before asking, or by the registry)."""
+
+    exit_code = EXIT_USAGE
+
+    def one_line(self) -> str:
+        return self.message
 
 
 class Unsupported(RegistryError):

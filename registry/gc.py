@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from asci_core.config import Config
+from asci_core.errors import AsciError
 from asci_core.jsonlog import get_logger
 from asci_core.stack.manager import StackManager
 from asci_core.stack.state import StackState
@@ -27,7 +28,7 @@ from registry.users import write_private
 log = get_logger("registry")
 
 
-class GcError(Exception):
+class GcError(AsciError):
     """Garbage collection could not run safely; nothing was collected."""
 
 

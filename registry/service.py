@@ -21,7 +21,8 @@ from urllib.parse import urlparse
 import requests
 import yaml
 
-from asci_core.config import Config, Secret
+from asci_core.config import Config
+from asci_core.config_base import Secret
 from asci_core.stack.part import Part, Probe, Started, StartError
 from registry.tokens import ensure_signing_key
 from registry.users import ADMIN_USER, Role, UserStore, new_password, write_private
@@ -162,6 +163,7 @@ def registry_binary() -> str:
 
 class RegistryPart(Part):
     name = "registry"
+    order = 30
 
     def __init__(self, config: Config, read_only: bool = False):
         super().__init__(config)

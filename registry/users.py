@@ -20,6 +20,8 @@ from typing import Iterator
 
 import bcrypt
 
+from asci_core.errors import UsageError
+
 ADMIN_USER = "asci-admin"
 USER_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
@@ -40,7 +42,7 @@ _ACTIONS = {
 }
 
 
-class UserError(Exception):
+class UserError(UsageError):
     """A user-management request that cannot be done; the message says why."""
 
 

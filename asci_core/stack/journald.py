@@ -24,6 +24,7 @@ RateLimitIntervalSec=0
 
 class JournaldPart(Part):
     name = "journald"
+    order = 10
 
     @property
     def managed(self) -> bool:

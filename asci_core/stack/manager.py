@@ -44,27 +44,20 @@ class StackReport:
 
 
 def default_parts(config: Config) -> list[Part]:
+    """The core parts and every component's (asci_core.components), in `Part.order`."""
     # Imported here so `asci --version` does not pay for the docker SDK.
+    from asci_core.components import components
     from asci_core.stack.base_image import BaseImagePart
     from asci_core.stack.docker_engine import DockerEnginePart
     from asci_core.stack.journald import JournaldPart
     from asci_core.stack.search_engine import SearchEnginePart
-    from registry.service import RegistryPart
 
-    return [JournaldPart(config), DockerEnginePart(config), RegistryPart(config),
-            SearchEnginePart(config), BaseImagePart(config)]
-
-
-def shared_services(config: Config) -> dict[str, object]:
-    """The `stack:` settings a second configuration needs to reach CONFIG's engine, registry,
-    search engine and base images: the start of a side configuration (its own state_dir, ports)."""
-    s = config.stack
-    return {
-        "docker": {"socket": str(s.docker.socket)},
-        "registry": {"host": s.registry.host, "port": s.registry.port},
-        "search": {"url": s.search.url},
-        "base_image": {"name": s.base_image.name, "tiny_name": s.base_image.tiny_name},
-    }
+    parts: list[Part] = [JournaldPart(config), DockerEnginePart(config), SearchEnginePart(config),
+                         BaseImagePart(config)]
+    for component in components():
+        if component.stack_parts is not None:
+            parts.extend(component.stack_parts(config))
+    return sorted(parts, key=lambda p: p.order)
 
 
 class StackManager:

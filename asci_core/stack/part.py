@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from asci_core.config import Config
+from asci_core.errors import AsciError
 from asci_core.stack.process import ProcessIdentity, spawn
 
 
-class StartError(Exception):
+class StartError(AsciError):
     """A part could not be started; the message says why."""
 
 
@@ -50,6 +51,7 @@ class Started:
 class Part(ABC):
     name: str = ""
     needs: tuple[str, ...] = ()
+    order: int = 100  # place in `stack up` (reversed for `down`): journald 10, docker 20, registry 30, search 40, base_image 50
 
     def __init__(self, config: Config):
         self.config = config

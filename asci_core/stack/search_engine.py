@@ -18,6 +18,7 @@ MAIN_CLASS = "org.asci.search.SearchEngine"
 
 class SearchEnginePart(Part):
     name = "search"
+    order = 40
 
     @property
     def settings(self):

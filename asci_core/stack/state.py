@@ -8,7 +8,12 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from asci_core.errors import AsciError
 from asci_core.stack.part import Started
+
+
+class StateDirError(AsciError):
+    """STATE_DIR cannot be created or written; the message names it and why."""
 
 
 class StackState:
@@ -20,8 +25,13 @@ class StackState:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Serialise `up` and `down`: parallel test runners share one stack."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a") as handle:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            handle = open(self.lock_path, "a")
+        except OSError as exc:
+            raise StateDirError(f"state directory {self.dir} is not usable ({exc.strerror or exc}); "
+                                "set stack.state_dir or $ASCI_STATE_DIR") from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

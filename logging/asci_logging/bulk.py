@@ -16,13 +16,14 @@ from typing import Any, Sequence
 
 import requests
 
+from asci_core.errors import AsciError
 from asci_logging.documents import Doc
 
 # Only what we act on comes back: a 2,000-item answer shrinks from ~400 kB to ~40 kB.
 FILTER = "errors,items.*.status,items.*.error"
 
 
-class TransientError(Exception):
+class BulkTransientError(AsciError):
     """The request as a whole failed (engine away, overloaded, refusing): try again later."""
 
     def __init__(self, message: str, status: int | None = None):
@@ -30,7 +31,7 @@ class TransientError(Exception):
         self.status = status
 
 
-class TooLarge(TransientError):
+class TooLarge(BulkTransientError):
     """HTTP 413: the body exceeds the engine's http.max_content_length; send smaller requests."""
 
 
@@ -65,17 +66,17 @@ class BulkClient:
             resp = self._session.post(self._endpoint, data=body, headers=headers,
                                       params={"filter_path": FILTER}, timeout=self._timeout)
         except requests.RequestException as exc:
-            raise TransientError(f"no answer from {self._endpoint} ({type(exc).__name__}: {exc})") from None
+            raise BulkTransientError(f"no answer from {self._endpoint} ({type(exc).__name__}: {exc})") from None
         if resp.status_code == 413:
             raise TooLarge(f"request of {len(body)} bytes too large", 413)
         if resp.status_code != 200:
             # 429/5xx are the engine's to recover from; 4xx here (auth, a proxy in the way) the
             # operator's. Both are retried: dropping the batch would lose lines.
-            raise TransientError(f"HTTP {resp.status_code} from _bulk: {resp.text[:300]}", resp.status_code)
+            raise BulkTransientError(f"HTTP {resp.status_code} from _bulk: {resp.text[:300]}", resp.status_code)
         try:
             answer = resp.json()
         except ValueError:
-            raise TransientError(f"_bulk answered with something that is not JSON: {resp.text[:200]!r}") from None
+            raise BulkTransientError(f"_bulk answered with something that is not JSON: {resp.text[:200]!r}") from None
         return classify(docs, answer)
 
 
@@ -85,7 +86,7 @@ def classify(docs: Sequence[Doc], answer: dict[str, Any]) -> BulkOutcome:
         return BulkOutcome(indexed=len(docs))
     items = answer.get("items") or []
     if len(items) != len(docs):
-        raise TransientError(f"_bulk answered {len(items)} items for {len(docs)} documents")
+        raise BulkTransientError(f"_bulk answered {len(items)} items for {len(docs)} documents")
     outcome = BulkOutcome()
     for doc, item in zip(docs, items):
         result = next(iter(item.values()))

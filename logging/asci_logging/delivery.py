@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from asci_core.errors import AsciError
 from asci_core.jsonlog import get_logger
-from asci_logging.bulk import BulkClient, Rejection, TooLarge, TransientError, describe_error
+from asci_logging.bulk import BulkClient, Rejection, TooLarge, BulkTransientError, describe_error
 from asci_logging.dead_letters import dead_letter, last_resort
 from asci_logging.documents import Doc
 from asci_logging.metrics import Metrics
@@ -23,7 +24,7 @@ from asci_logging.metrics import Metrics
 log = get_logger("logging")
 
 
-class Aborted(Exception):
+class Aborted(AsciError):
     """Shutdown came before the batch was accepted."""
 
 
@@ -93,7 +94,7 @@ class Delivery:
                 if len(chunk) == 1:
                     raise Aborted("a single document exceeds the engine's request size limit") from None
                 continue
-            except TransientError as exc:
+            except BulkTransientError as exc:
                 self._metrics.add(bulk_failures=1, events_retried=len(chunk))
                 self._metrics.set(state="retrying", last_error=str(exc))
                 delay = self._backoff.delay(attempt)

@@ -1,7 +1,6 @@
 """The `logging:` section of the configuration.
 
-`level` is ASCI's own log level. The rest configures the log path
-journald → shipper → search engine: where documents go, which journal entries
+It configures the log path journald → shipper → search engine: where documents go, which journal entries
 are read, and which ingest pipeline parses each source.
 """
 from __future__ import annotations
@@ -85,7 +84,6 @@ class ShipperSettings:
 
 @dataclass(frozen=True)
 class LoggingSettings:
-    level: Literal["debug", "info", "warning", "error"] = setting("info", help="lowest level ASCI's own logs write")
     prefix: str = setting("asci-logs", help="indices <prefix>-<dataset>-YYYY.MM.DD, pipelines <prefix>-<source>",
                           check="word")
     url: str | None = setting(None, help="Elasticsearch-API endpoint for logs (default: stack.search.url)", check="url")
