@@ -10,8 +10,8 @@ import pytest
 from registry.client import RegistryClient
 from tests.conftest import free_port
 from tests.integration.autobuild_support import (GitRemote, Serve, SlackReceiver, autobuild_config, deliver,
-from tests.support.sandbox import Sandbox
                                                  server_payload)
+from tests.support.sandbox import Sandbox
 
 TOKEN = uuid.uuid4().hex[:8]
 
