@@ -13,7 +13,7 @@ from typing import Sequence
 
 from asci_core import __version__, jsonlog
 from asci_core.components import components
-from asci_core.config import describe, load_config
+from asci_core.config import ConfigError, describe, load_config
 from asci_core.errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, AsciError
 
 
@@ -132,7 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         return code
     except AsciError as exc:
-        print(f"{getattr(args, 'error_prefix', 'asci')}: {exc.one_line()}", file=sys.stderr)
+        # A configuration error concerns the whole file, whichever command read it.
+        prefix = "asci" if isinstance(exc, ConfigError) else getattr(args, "error_prefix", "asci")
+        print(f"{prefix}: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:
         # The reader went away (`asci config help | head`): nothing left to say to it.

@@ -64,7 +64,7 @@ def config_file(tmp_path: Path, text: str) -> str:
 
 def test_unmanaged_registry_without_url_fails_the_check(tmp_path):
     bad = config_file(tmp_path, "stack:\n  registry:\n    managed: false\n")
-    for command in (["config", "check"], ["serve"]):
+    for command in (["config", "check"], ["serve"], ["registry", "ls"]):
         line = one_line(run("-c", bad, *command), 2, "asci: configuration error: ")
         assert line.endswith("stack.registry.url: required when stack.registry.managed is false (the site registry's URL)")
 
