@@ -10,6 +10,18 @@ here and nothing else in the plumbing changes.
 A component module must stay light: it imports its settings classes and
 defers everything else (CLI, services, the docker SDK) into the hooks, since
 the configuration is built from it on every `asci` call.
+
+A new component, e.g. the launcher, is `asci_core/launcher/component.py`:
+
+    COMPONENT = Component(
+        name="launcher",
+        settings={"launcher": LauncherSettings},       # config.launcher, `asci config help`, validation
+        commands=_commands,                            # def _commands(subparsers): register `asci sessions ...`
+        stack_parts=_stack_parts,                      # def _stack_parts(config) -> [Part, ...] (Part.order places them)
+        routes=_routes,                                # def _routes(app, config): app.router.add_get(...)
+    )
+
+plus "asci_core.launcher.component" in COMPONENT_MODULES.
 """
 from __future__ import annotations
 

@@ -15,9 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "asci_core"
-PLUMBING = sorted([*(CORE / name for name in ("__init__.py", "cli.py", "components.py", "config.py", "config_base.py",
-                                              "errors.py", "image_reference.py", "jsonlog.py", "server.py")),
-                   *(CORE / "stack").rglob("*.py")])
+# Every module directly in asci_core/ and everything in asci_core/stack/; the upper floors are packages of their own.
+PLUMBING = sorted([*CORE.glob("*.py"), *(CORE / "stack").rglob("*.py")])
 FORBIDDEN = ("autobuild", "registry", "asci_logging", "alerts",
              "asci_core.launcher", "asci_core.web", "asci_core.services")
 COMPONENT_CODE = [p for d in ("autobuild", "registry", "logging/asci_logging", "alerts") for p in (ROOT / d).rglob("*.py")]
@@ -40,8 +39,10 @@ def violations(source: str) -> list[str]:
                   if any(m == f or m.startswith(f + ".") for f in FORBIDDEN))
 
 
-def test_the_plumbing_list_is_not_empty_and_exists():
-    assert len(PLUMBING) > 12 and all(p.is_file() for p in PLUMBING)
+def test_the_plumbing_list_covers_the_ground_floor():
+    names = {str(p.relative_to(CORE)) for p in PLUMBING}
+    assert {"cli.py", "config.py", "config_base.py", "jsonlog.py", "server.py", "components.py", "errors.py",
+            "stack/manager.py", "stack/part.py"} <= names
 
 
 @pytest.mark.parametrize("path", PLUMBING, ids=lambda p: str(p.relative_to(ROOT)))
