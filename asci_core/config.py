@@ -123,6 +123,7 @@ class Config:
     registry: RegistryComponentSettings = field(default_factory=RegistryComponentSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    launcher: __import__("asci_core.launcher.settings", fromlist=["_"]).LauncherSettings = field(default_factory=lambda: __import__("asci_core.launcher.settings", fromlist=["_"]).LauncherSettings())  # noqa: E501 (one line until the section registry lands)
 
 
 # --- loading ----------------------------------------------------------------

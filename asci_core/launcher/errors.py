@@ -1,0 +1,44 @@
+"""What can go wrong for a caller, each with the HTTP status the API should answer with."""
+from __future__ import annotations
+
+
+class LauncherError(Exception):
+    status = 400
+
+
+class BadRequest(LauncherError):
+    status = 400
+
+
+class NotAllowed(LauncherError):
+    status = 403
+
+
+class SessionNotFound(LauncherError):
+    """Also the answer for another user's session: existence is not revealed."""
+
+    status = 404
+
+
+class UnknownEnvironment(LauncherError):
+    status = 404
+
+
+class Conflict(LauncherError):
+    status = 409
+
+
+class LimitReached(LauncherError):
+    status = 429
+
+
+class NoCapacity(LauncherError):
+    status = 503
+
+
+class NodeUnavailable(LauncherError):
+    status = 503
+
+
+class StartFailed(LauncherError):
+    status = 503
