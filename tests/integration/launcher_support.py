@@ -44,9 +44,10 @@ def make_data(data_root: Path, *users: tuple[str, int]) -> None:
 
 def build_launcher(tmp_path: Path, socket_path: str, scope: dict[str, str], environments: list[EnvironmentSettings],
                    extra_nodes: list[NodeSettings] = (), directory: Directory | None = None,
-                   store_path: Path | None = None, **settings: Any) -> Launcher:
+                   store_path: Path | None = None, nodes: list[NodeSettings] | None = None,
+                   **settings: Any) -> Launcher:
     local = NodeSettings(name="local", url=f"unix://{socket_path}", cpus=2.0, memory="4g", gpus=0)
-    values: dict[str, Any] = dict(environments=environments, nodes=[local, *extra_nodes], stop_timeout=2,
+    values: dict[str, Any] = dict(environments=environments, nodes=nodes or [local, *extra_nodes], stop_timeout=2,
                                   engine_timeout=20.0)
     values.update(settings)
     config = LauncherSettings(**values)
@@ -92,3 +93,62 @@ class SilentEngine:
         self.server.close()
         for conn in self.held:
             conn.close()
+
+
+class EngineRelay:
+    """A node's engine socket that the test can cut and restore: it relays to the real engine, and
+    `cut()` closes the listener and every open connection, as a node that dies would."""
+
+    def __init__(self, path: Path, engine_socket: str):
+        self.path = path
+        self.engine_socket = engine_socket
+        self.server: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def restore(self) -> None:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(self.path))
+        server.listen(64)
+        self.server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        self.path.unlink(missing_ok=True)
+        with self._lock:
+            for conn in self._open:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+            self._open.clear()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            engine.connect(self.engine_socket)
+            with self._lock:
+                self._open += [client, engine]
+            for a, b in ((client, engine), (engine, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
