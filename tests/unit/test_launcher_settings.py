@@ -107,3 +107,16 @@ def test_tls_files_must_exist(tmp_path: Path):
 def test_duplicate_environment_names_are_refused():
     text = GOOD.replace("  nodes:", "    - {name: desktop-base, image: asci/tiny:latest}\n  nodes:")
     assert "launcher.environments[1].name: environment 'desktop-base' is defined twice" in error_of(text)
+
+
+def test_the_commented_example_in_asci_example_yaml_loads(tmp_path: Path):
+    text = (Path(__file__).resolve().parents[2] / "asci.example.yaml").read_text()
+    block = text[text.index("# launcher:"):]
+    lines = [line[2:] for line in block.splitlines() if line.startswith("# ") or line == "#"]
+    uncommented = "\n".join(line for line in lines if not line.lstrip().startswith("# "))
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("x")
+    uncommented = uncommented.replace("/etc/asci/docker", str(tmp_path))
+    launcher = parse_config(uncommented).launcher
+    assert [e.name for e in launcher.environments] == ["desktop-base"]
+    assert [n.name for n in launcher.nodes] == ["node1", "gpu1"] and launcher.nodes[1].tls is not None
