@@ -240,6 +240,39 @@ class Launcher:
         log.info("session connect", session=record.id, user=record.user, node=record.node)
         return Connection(record.id, record.node, address, VNC_PORT, Secret(password, f"session {record.id}"))
 
+    # --- activity and culling --------------------------------------------
+
+    def touch(self, session_id: str, when: float | None = None) -> None:
+        """A viewer is connected (the proxy reports it): the idle clock restarts."""
+        record = self._owned(session_id, None)
+        self.store.update(record.id, last_activity=when if when is not None else time.time())
+
+    def cull(self, now: float | None = None) -> list[tuple[str, str]]:
+        """Stop ready sessions past their environment's maximum lifetime or idle timeout.
+
+        Returns (session, reason) for each one stopped. A session whose environment is no longer
+        configured keeps running until reconciliation decides; a node that does not answer is
+        left for the next pass."""
+        now = time.time() if now is None else now
+        stopped: list[tuple[str, str]] = []
+        for record in self.store.list(states=(READY,), limit=1_000_000):
+            env = self.settings.environment(record.environment)
+            if env is None:
+                continue
+            reason = None
+            if env.max_lifetime is not None and now - record.created_at >= env.max_lifetime:
+                reason = f"maximum lifetime reached ({env.max_lifetime:g} s)"
+            elif env.idle_timeout is not None and now - record.last_activity >= env.idle_timeout:
+                reason = f"idle for {env.idle_timeout:g} s"
+            if reason is None:
+                continue
+            try:
+                self.stop(record.id, reason=reason)
+            except NodeUnavailable:
+                continue
+            stopped.append((record.id, reason))
+        return stopped
+
     # --- reconcile -------------------------------------------------------
 
     def reconcile(self) -> ReconcileReport:
