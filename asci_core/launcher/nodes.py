@@ -65,6 +65,9 @@ class NodePool:
     def names(self) -> list[str]:
         return sorted(self.nodes)
 
+    def timeout_for(self, name: str) -> float:
+        return self.nodes[name].settings.timeout or self.timeout
+
     def down(self) -> dict[str, str]:
         return {n.name: n.down_reason for n in self.nodes.values() if n.down_reason is not None}
 
@@ -72,7 +75,7 @@ class NodePool:
         node = self.nodes[name]
         try:
             if node.client is None:
-                node.client = self._factory(node.settings, self.timeout)
+                node.client = self._factory(node.settings, self.timeout_for(name))
             result = fn(node.client)
         except docker.errors.APIError:
             node.down_reason = None

@@ -223,7 +223,7 @@ class Launcher:
         password = new_password()
 
         def run(client: Any) -> str:
-            set_password(client, record.container_id, password, self.settings.engine_timeout)
+            set_password(client, record.container_id, password, self.pool.timeout_for(record.node))
             attrs = client.api.inspect_container(record.container_id)
             network = (attrs["NetworkSettings"]["Networks"] or {}).get(self.settings.session_network) or {}
             return network.get("IPAddress", "")

@@ -98,6 +98,8 @@ class NodeSettings:
     gpus: int | None = setting(None, help="GPUs (default: detected with nvidia-smi or /dev/dri on the local node)",
                                check=("range", 0, 64))
     labels: dict[str, str] = setting(default_factory=dict, help="labels environments can require, e.g. {gpu: a100}")
+    timeout: float | None = setting(None, help="seconds before this engine counts as not answering "
+                                               "(default: launcher.engine_timeout)", check="positive")
 
     @property
     def memory_bytes(self) -> int | None:

@@ -80,7 +80,7 @@ def test_a_node_that_stops_answering_loses_its_sessions_and_gets_them_back(stack
     make_data(data, ("alice", 5001))
     relay = EngineRelay(tmp_path / "n1.sock", str(stack.config.stack.docker.socket))
     node = NodeSettings(name="n1", url=f"unix://{relay.path}", cpus=2.0, memory="4g", gpus=0)
-    launcher = build_launcher(tmp_path, "", scope, [tiny_environment(data)], nodes=[node], engine_timeout=5.0)
+    launcher = build_launcher(tmp_path, "", scope, [tiny_environment(data)], nodes=[node])
     try:
         with pytest.raises(NoCapacity, match="n1: down"):
             launcher.create("alice", "tiny")

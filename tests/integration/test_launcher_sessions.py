@@ -174,9 +174,9 @@ def test_other_users_sessions_and_malformed_ids_are_not_found(stack, docker_clie
 
 def test_a_node_that_hangs_is_marked_down_and_skipped(stack, docker_client, scope, tmp_path, data_root):
     silent = SilentEngine(tmp_path / "silent.sock")
-    hung = NodeSettings(name="a-hung", url=f"unix://{silent.path}", cpus=64.0, memory="256g", gpus=0)
+    hung = NodeSettings(name="a-hung", url=f"unix://{silent.path}", cpus=64.0, memory="256g", gpus=0, timeout=1.0)
     launcher = build_launcher(tmp_path, str(stack.config.stack.docker.socket), scope, [tiny_environment(data_root)],
-                              extra_nodes=[hung], engine_timeout=1.0)
+                              extra_nodes=[hung])
     try:
         # The hung node is the emptier one: spread would choose it if it answered.
         record = launcher.create("alice", "tiny")
