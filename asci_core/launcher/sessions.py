@@ -312,14 +312,22 @@ class Launcher:
         session_id = (summary.get("Labels") or {}).get(SESSION_LABEL, "")
         record = self.store.get(session_id) if SESSION_ID.fullmatch(session_id) else None
         holding = summary.get("State") in HOLDING_STATES
-        if record is not None and record.node == node:
+        if record is not None and record.node != node:
+            # Two node entries reaching one engine, most likely: removing it here would end a session
+            # that is fine where it is recorded.
+            log.warning("session container on an unexpected node left alone", session=record.id,
+                        recorded_node=record.node, node=node)
+            return
+        if record is not None:
             seen.add(record.id)
-        if record is None or record.node != node:
-            if found is not None and holding and record is None and self._adoptable(found):
+        if record is None:
+            if found is not None and holding and self._adoptable(found):
                 now = time.time()
+                # The container's own creation time: adoption must not restart the maximum lifetime.
+                created = float(summary.get("Created") or now)
                 self.store.insert(SessionRecord(found.session, found.user, found.environment, node,
                                                 found.container_id, READY, found.cpus, found.memory, found.gpus,
-                                                found.gpu_ids, now, now, now, "adopted at start"))
+                                                found.gpu_ids, created, now, now, "adopted at start"))
                 seen.add(found.session)
                 report.adopted.append(found.session)
                 log.info("session adopted", session=found.session, user=found.user, node=node)

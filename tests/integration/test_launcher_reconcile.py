@@ -63,6 +63,7 @@ def test_a_new_launcher_on_the_same_store_adopts_removes_and_closes(stack, docke
         assert second.show(crashed).state == STOPPED
         adopted_record = second.show(orphan)
         assert (adopted_record.state, adopted_record.user, adopted_record.container_id) == (READY, "alice", adopted.id)
+        assert adopted_record.created_at <= now  # its lifetime counts from the container's creation
         remaining = {c.id for c in docker_client.containers.list(all=True, filters={
             "label": [f"{k}={v}" for k, v in scope.items()]})}
         assert remaining == {kept.container_id, adopted.id}
