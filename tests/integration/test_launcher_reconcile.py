@@ -100,3 +100,21 @@ def test_a_node_that_stops_answering_loses_its_sessions_and_gets_them_back(stack
     finally:
         launcher.close()
         relay.cut()
+
+
+def test_two_node_entries_on_one_engine_do_not_remove_each_others_sessions(stack, docker_client, scope,
+                                                                           tmp_path: Path):
+    data = tmp_path / "fs"
+    make_data(data, ("alice", 5001))
+    socket_path = str(stack.config.stack.docker.socket)
+    local = NodeSettings(name="local", url=f"unix://{socket_path}", cpus=2.0, memory="4g", gpus=0)
+    alias = NodeSettings(name="alias", url=f"unix://{socket_path}", cpus=2.0, memory="4g", gpus=0)
+    launcher = build_launcher(tmp_path, socket_path, scope, [tiny_environment(data)], nodes=[local, alias])
+    try:
+        record = launcher.create("alice", "tiny")
+        report = launcher.reconcile()
+        assert report == ReconcileReport()
+        assert launcher.show(record.id).state == READY
+        assert docker_client.containers.get(record.container_id).status == "running"
+    finally:
+        launcher.close()
