@@ -40,6 +40,7 @@ COMPONENT_MODULES: tuple[str, ...] = (
     "autobuild.component",
     "registry.component",
     "asci_logging.component",
+    "asci_core.launcher.component",
 )
 
 

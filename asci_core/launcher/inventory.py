@@ -1,0 +1,154 @@
+"""What a node offers (capacity) and what ASCI sessions hold on it (reservations).
+
+Capacity is configured per node; what is not configured comes from the engine
+(`info()`: NCPU, MemTotal) and, for GPUs on the local node, from `nvidia-smi` or
+/dev/dri. Engines in namespaces or VMs report the host's figures, so configure
+capacity wherever several engines share a machine.
+
+Load is what sessions *reserved*, read from the labels every session container
+carries (asci.cpus, asci.memory, asci.gpus — written from the same numbers as its
+limits). One container listing per node answers it, with no inspect per
+container, and a container that exited reserves nothing.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .placement import NodeLoad
+
+COMPONENT = "session"
+SESSION_LABEL = "asci.session"
+CPUS_LABEL = "asci.cpus"
+MEMORY_LABEL = "asci.memory"
+GPUS_LABEL = "asci.gpus"
+GPU_IDS_LABEL = "asci.gpu-ids"
+# Engine states in which a container holds its resources.
+HOLDING_STATES = ("created", "running", "restarting", "paused")
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: str
+    name: str
+    memory_mib: int | None = None
+
+
+def parse_nvidia_smi(output: str) -> list[Gpu]:
+    """GPUs from `nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader`."""
+    gpus: list[Gpu] = []
+    for row in csv.reader(io.StringIO(output)):
+        cells = [c.strip() for c in row]
+        if not cells or not cells[0]:
+            continue
+        if len(cells) < 2 or not cells[0].isdigit():
+            raise ValueError(f"unexpected nvidia-smi line: {','.join(row)!r}")
+        memory = None
+        if len(cells) > 2:
+            number = cells[2].split()[0] if cells[2] else ""
+            memory = int(number) if number.isdigit() else None  # "[N/A]" on some boards
+        gpus.append(Gpu(cells[0], cells[1], memory))
+    return gpus
+
+
+def dri_render_nodes(dev: Path = Path("/dev/dri")) -> list[Path]:
+    """Render nodes (renderD128, ...): one per GPU that Mesa/VA-API can use."""
+    try:
+        return sorted(p for p in dev.iterdir() if p.name.startswith("renderD"))
+    except OSError:
+        return []
+
+
+def detect_local_gpus(dev: Path = Path("/dev/dri")) -> list[Gpu]:
+    """GPUs of this machine: NVIDIA through nvidia-smi, else one per DRI render node."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            done = subprocess.run([smi, "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
+                                  capture_output=True, text=True, timeout=10, check=True)
+            return parse_nvidia_smi(done.stdout)
+        except (OSError, subprocess.SubprocessError, ValueError):
+            pass  # a driver without devices: fall through to DRI
+    return [Gpu(p.name, "dri") for p in dri_render_nodes(dev)]
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpus: float
+    memory: int
+    gpus: int
+    gpu_ids: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    session: str
+    node: str
+    user: str
+    environment: str
+    cpus: float
+    memory: int
+    gpus: int = 0
+    gpu_ids: tuple[str, ...] = ()
+    container_id: str = ""
+    state: str = "running"
+
+    def labels(self) -> dict[str, str]:
+        return {SESSION_LABEL: self.session, CPUS_LABEL: f"{self.cpus:g}", MEMORY_LABEL: str(self.memory),
+                GPUS_LABEL: str(self.gpus), GPU_IDS_LABEL: ",".join(self.gpu_ids)}
+
+
+def reservation_from_container(node: str, summary: Mapping[str, Any]) -> Reservation | None:
+    """A session container from the engine's listing, or None when its labels are not ASCI's."""
+    labels = summary.get("Labels") or {}
+    try:
+        return Reservation(
+            session=labels[SESSION_LABEL], node=node, user=labels.get("asci.user", ""),
+            environment=labels.get("asci.environment", ""), cpus=float(labels[CPUS_LABEL]),
+            memory=int(labels[MEMORY_LABEL]), gpus=int(labels.get(GPUS_LABEL) or 0),
+            gpu_ids=tuple(i for i in (labels.get(GPU_IDS_LABEL) or "").split(",") if i),
+            container_id=summary.get("Id", ""), state=summary.get("State", ""))
+    except (KeyError, ValueError):
+        return None
+
+
+def list_session_containers(client: Any, scope: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Every session container on the engine behind CLIENT within SCOPE: one API call."""
+    wanted = [f"asci.component={COMPONENT}", *(f"{k}={v}" for k, v in sorted(scope.items()))]
+    return client.api.containers(all=True, filters={"label": wanted})
+
+
+def holds_resources(reservation: Reservation) -> bool:
+    return reservation.state in HOLDING_STATES
+
+
+def node_loads(capacities: Mapping[str, Capacity], reservations: Iterable[Reservation],
+               down: Mapping[str, str] | None = None) -> list[NodeLoad]:
+    """Placement's view: capacity minus reservations per node; nodes in DOWN are unhealthy."""
+    down = down or {}
+    totals = {name: [0.0, 0, 0, 0] for name in capacities}
+    for r in reservations:
+        if r.node in totals:
+            t = totals[r.node]
+            t[0] += r.cpus
+            t[1] += r.memory
+            t[2] += r.gpus
+            t[3] += 1
+    loads = [NodeLoad(name, c.cpus, c.memory, c.gpus, c.labels, t[0], t[1], t[2], t[3],
+                      healthy=name not in down, down_reason=down.get(name, ""))
+             for name, c in capacities.items() for t in (totals[name],)]
+    for name, reason in down.items():
+        if name not in capacities:
+            loads.append(NodeLoad(name, 0, 0, healthy=False, down_reason=reason))
+    return loads
+
+
+def free_gpu_ids(capacity: Capacity, reservations: Iterable[Reservation], node: str) -> list[str]:
+    taken = {i for r in reservations if r.node == node for i in r.gpu_ids}
+    return [i for i in capacity.gpu_ids if i not in taken]

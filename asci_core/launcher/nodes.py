@@ -1,0 +1,131 @@
+"""The Docker engines that run sessions, and whether each one answers.
+
+Every engine call goes through `NodePool.call`, which gives each client an
+explicit timeout and turns "the engine did not answer" (connection refused or
+reset, read timeout, a client that cannot be built) into `NodeDown` and marks the
+node down. An `APIError` is an answer, so it passes through and the node stays
+up. A down node is tried again on the next call: it comes back when it answers.
+"""
+from __future__ import annotations
+
+from asci_core.errors import AsciError, UsageError
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from .inventory import Capacity, detect_local_gpus
+from .settings import NodeSettings
+
+T = TypeVar("T")
+LOCAL_NODE = "local"
+
+
+class NodeDown(AsciError):
+    def __init__(self, node: str, reason: str):
+        super().__init__(f"node {node} is not answering ({reason})")
+        self.node = node
+        self.reason = reason
+
+
+def default_nodes(nodes: list[NodeSettings], docker_socket: str) -> list[NodeSettings]:
+    """The configured nodes, or the local engine alone when none are configured."""
+    return nodes or [NodeSettings(name=LOCAL_NODE, url=f"unix://{docker_socket}")]
+
+
+@dataclass
+class Node:
+    settings: NodeSettings
+    client: Any = None
+    down_reason: str | None = None
+    capacity: Capacity | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return "timed out"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+class NodePool:
+    def __init__(self, nodes: list[NodeSettings], timeout: float,
+                 client_factory: Callable[[NodeSettings, float], Any] | None = None):
+        self.timeout = timeout
+        self.nodes = {n.name: Node(n) for n in nodes}
+        self._factory = client_factory or make_client
+
+    def names(self) -> list[str]:
+        return sorted(self.nodes)
+
+    def timeout_for(self, name: str) -> float:
+        return self.nodes[name].settings.timeout or self.timeout
+
+    def down(self) -> dict[str, str]:
+        return {n.name: n.down_reason for n in self.nodes.values() if n.down_reason is not None}
+
+    def call(self, name: str, fn: Callable[[Any], T]) -> T:
+        node = self.nodes[name]
+        try:
+            if node.client is None:
+                node.client = self._factory(node.settings, self.timeout_for(name))
+            result = fn(node.client)
+        except docker.errors.APIError:
+            node.down_reason = None
+            raise
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                docker.errors.DockerException, OSError) as exc:
+            node.down_reason = _describe(exc)
+            self._drop_client(node)
+            raise NodeDown(name, node.down_reason) from None
+        node.down_reason = None
+        return result
+
+    def capacity(self, name: str) -> Capacity:
+        """Configured capacity, the engine's figures for what is not configured (cached)."""
+        node = self.nodes[name]
+        if node.capacity is None:
+            cfg = node.settings
+            info = {} if cfg.cpus is not None and cfg.memory is not None else self.call(name, lambda c: c.info())
+            if cfg.gpus is not None:
+                gpu_ids = tuple(str(i) for i in range(cfg.gpus))
+            elif cfg.url.startswith("unix://"):
+                gpu_ids = tuple(g.index for g in detect_local_gpus())
+            else:
+                gpu_ids = ()
+            node.capacity = Capacity(
+                cpus=cfg.cpus if cfg.cpus is not None else float(info["NCPU"]),
+                memory=cfg.memory_bytes if cfg.memory is not None else int(info["MemTotal"]),
+                gpus=len(gpu_ids), gpu_ids=gpu_ids, labels=dict(cfg.labels))
+        return node.capacity
+
+    def close(self) -> None:
+        for node in self.nodes.values():
+            self._drop_client(node)
+
+    @staticmethod
+    def _drop_client(node: Node) -> None:
+        if node.client is not None:
+            try:
+                node.client.close()
+            except Exception:  # closing a broken client must not hide why it broke
+                pass
+            node.client = None
+
+
+def make_client(settings: NodeSettings, timeout: float) -> docker.DockerClient:
+    tls: Any = False
+    if settings.tls is not None:
+        tls = docker.tls.TLSConfig(client_cert=(str(settings.tls.client_cert), str(settings.tls.client_key)),
+                                   ca_cert=str(settings.tls.ca_cert), verify=True)
+    # An explicit API version: "auto" would cost a round trip per client and fail construction on a dead node.
+    return docker.DockerClient(base_url=settings.url, timeout=timeout, tls=tls, version="1.41")

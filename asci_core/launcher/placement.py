@@ -1,0 +1,138 @@
+"""Choosing a node for a session: filter, then score. Pure and deterministic.
+
+Filter: the node answers, carries the labels the environment requires, and has
+room for the CPUs, memory and GPUs after what sessions already reserved (CPU and
+memory capacity multiplied by the over-commit ratios; GPUs are whole devices and
+never over-committed).
+
+Score: `spread` takes the node whose fullest resource (CPU or memory share after
+placing) is lowest — desktops are interactive, so neighbours matter more than
+keeping nodes empty; `pack` takes the fullest that fits, leaving whole nodes free
+for large environments. Either way a session that needs no GPU goes to a GPU node
+only when no other node fits, and ties go to the node whose name sorts first.
+"""
+from __future__ import annotations
+
+from asci_core.errors import AsciError, UsageError
+
+from dataclasses import dataclass, field
+from typing import Iterable, Literal, Mapping
+
+from .sizes import format_size
+
+Strategy = Literal["spread", "pack"]
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class Demand:
+    cpus: float
+    memory: int
+    gpus: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        gpus = f", {self.gpus} GPU{'s' if self.gpus != 1 else ''}" if self.gpus else ""
+        return f"{self.cpus:g} CPUs, {format_size(self.memory)}{gpus}"
+
+
+@dataclass(frozen=True)
+class NodeLoad:
+    """A node's capacity and what ASCI sessions have reserved on it."""
+
+    name: str
+    cpus: float
+    memory: int
+    gpus: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    reserved_cpus: float = 0.0
+    reserved_memory: int = 0
+    reserved_gpus: int = 0
+    sessions: int = 0
+    healthy: bool = True
+    down_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Ratios:
+    cpu: float = 1.0
+    memory: float = 1.0
+
+
+class NoNodeFits(AsciError):
+    def __init__(self, demand: Demand, reasons: list[tuple[str, str]]):
+        self.demand = demand
+        self.reasons = reasons
+        if not reasons:
+            text = "no nodes are configured"
+        else:
+            text = "; ".join(f"{name}: {why}" for name, why in reasons)
+        super().__init__(f"no node can take a session needing {demand.describe()}: {text}")
+
+
+def why_not(node: NodeLoad, demand: Demand, ratios: Ratios = Ratios()) -> str | None:
+    """Why NODE cannot take DEMAND, or None when it can."""
+    if not node.healthy:
+        return f"down ({node.down_reason})" if node.down_reason else "down"
+    for key, wanted in sorted(demand.labels.items()):
+        actual = node.labels.get(key)
+        if actual is None:
+            return f"has no label {key} ({key}={wanted} required)"
+        if actual != wanted:
+            return f"label {key} is {actual}, {wanted} required"
+    reasons: list[str] = []
+    if demand.gpus:
+        if node.gpus == 0:
+            reasons.append(f"has no GPUs, {demand.gpus} needed")
+        elif node.reserved_gpus + demand.gpus > node.gpus:
+            reasons.append(f"{node.reserved_gpus} of {node.gpus} GPUs reserved, {demand.gpus} needed")
+    cpu_limit = node.cpus * ratios.cpu
+    if node.reserved_cpus + demand.cpus > cpu_limit + _EPSILON:
+        over = f" ({node.cpus:g} × over-commit {ratios.cpu:g})" if ratios.cpu != 1 else ""
+        reasons.append(f"{node.reserved_cpus:g} of {cpu_limit:g} CPUs reserved{over}, {demand.cpus:g} needed")
+    memory_limit = node.memory * ratios.memory
+    if node.reserved_memory + demand.memory > memory_limit + _EPSILON:
+        over = f" ({format_size(node.memory)} × over-commit {ratios.memory:g})" if ratios.memory != 1 else ""
+        reasons.append(f"{format_size(node.reserved_memory)} of {format_size(memory_limit)} memory reserved{over}, "
+                       f"{format_size(demand.memory)} needed")
+    return " and ".join(reasons) or None
+
+
+def _fullness(node: NodeLoad, demand: Demand, ratios: Ratios) -> float:
+    cpu_limit = node.cpus * ratios.cpu
+    memory_limit = node.memory * ratios.memory
+    cpu = (node.reserved_cpus + demand.cpus) / cpu_limit if cpu_limit > 0 else 1.0
+    memory = (node.reserved_memory + demand.memory) / memory_limit if memory_limit > 0 else 1.0
+    # Rounded so that equal loads computed in a different order still tie and fall to the name.
+    return round(max(cpu, memory), 9)
+
+
+def candidates(demand: Demand, nodes: Iterable[NodeLoad], ratios: Ratios = Ratios()
+               ) -> tuple[list[NodeLoad], list[tuple[str, str]]]:
+    """The nodes that can take DEMAND, and (name, reason) for each that cannot, by name."""
+    fitting: list[NodeLoad] = []
+    passed_over: list[tuple[str, str]] = []
+    for node in sorted(nodes, key=lambda n: n.name):
+        reason = why_not(node, demand, ratios)
+        if reason is None:
+            fitting.append(node)
+        else:
+            passed_over.append((node.name, reason))
+    return fitting, passed_over
+
+
+def place(demand: Demand, nodes: Iterable[NodeLoad], strategy: Strategy = "spread",
+          ratios: Ratios = Ratios()) -> NodeLoad:
+    """The node for DEMAND; NoNodeFits naming each node and why when there is none."""
+    if strategy not in ("spread", "pack"):
+        raise ValueError(f"unknown placement strategy {strategy!r}")
+    fitting, passed_over = candidates(demand, nodes, ratios)
+    if not fitting:
+        raise NoNodeFits(demand, passed_over)
+    sign = 1 if strategy == "spread" else -1
+
+    def score(node: NodeLoad) -> tuple[bool, float, str]:
+        spares_gpus = demand.gpus == 0 and node.gpus > 0
+        return spares_gpus, sign * _fullness(node, demand, ratios), node.name
+
+    return min(fitting, key=score)

@@ -1,0 +1,95 @@
+"""How a session container is created: limits, identity, isolation, mounts, labels.
+
+Isolation: every node has one bridge network for sessions (`session_network`,
+default asci-sessions) created with inter-container traffic disabled
+(com.docker.network.bridge.enable_icc=false). The host — where the proxy runs —
+reaches each session's VNC port; sessions cannot reach each other on that
+bridge. One shared network rather than one per session because Docker's default
+address pools hold about 30 bridge networks per engine, fewer than the sessions
+a node runs; `network_mode: none` would leave the proxy no way in. A network that
+exists under that name with inter-container traffic allowed is refused.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import docker.errors
+import docker.types
+
+from asci_logging.container_logging import log_config
+
+from .directory import Researcher
+from .errors import StartFailed
+from .inventory import COMPONENT, Reservation
+from .mount_templates import Substitution, render
+from .settings import EnvironmentSettings
+
+ICC_OPTION = "com.docker.network.bridge.enable_icc"
+NETWORK_LABELS = {"asci.component": "launcher"}
+
+
+def container_name(session_id: str) -> str:
+    return f"asci-session-{session_id}"
+
+
+@dataclass(frozen=True)
+class BindMount:
+    source: str
+    target: str
+    read_only: bool
+
+
+def render_mounts(env: EnvironmentSettings, user: Researcher) -> list[BindMount]:
+    """The environment's mounts for USER; MountTemplateError when one leaves its root."""
+    values = Substitution(user.name, user.uid, user.gid)
+    return [BindMount(render(m.source, values), render(m.target, values), m.read_only) for m in env.mounts]
+
+
+def ensure_session_network(client: Any, name: str) -> None:
+    try:
+        network = client.networks.get(name)
+    except docker.errors.NotFound:
+        try:
+            client.networks.create(name, driver="bridge", options={ICC_OPTION: "false"},
+                                   labels=NETWORK_LABELS, check_duplicate=True)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # another launcher created it meanwhile
+                raise
+        return
+    if (network.attrs.get("Options") or {}).get(ICC_OPTION) != "false":
+        raise StartFailed(f"network {name} exists but lets containers reach each other; "
+                          f"remove it or set launcher.session_network to another name")
+
+
+def ensure_image(client: Any, reference: str) -> None:
+    try:
+        client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        # The engine's own registry credentials apply (pull-only on session nodes).
+        client.images.pull(reference)
+
+
+def create_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Reservation, mounts: list[BindMount],
+                  network: str, scope: Mapping[str, str]) -> dict[str, Any]:
+    name = container_name(reservation.session)
+    logging = log_config(COMPONENT, name, user=user.name, environment=env.name)
+    labels = {**scope, **reservation.labels(), **logging.labels}
+    kwargs: dict[str, Any] = dict(
+        image=env.image, command=list(env.command) or None, name=name, hostname=f"asci-{reservation.session[:12]}",
+        labels=labels, log_config=logging.log_config, user=f"{user.uid}:{user.gid}",
+        environment={**env.env, "USER": user.name, "LOGNAME": user.name, "ASCI_SESSION": reservation.session},
+        nano_cpus=int(round(reservation.cpus * 1e9)), mem_limit=reservation.memory,
+        memswap_limit=reservation.memory,  # no swap on top of the limit: the reservation is the ceiling
+        pids_limit=env.pids_limit, shm_size=env.shm_bytes,
+        security_opt=["no-new-privileges"], cap_drop=["ALL"], cap_add=list(env.capabilities) or None,
+        init=True, network=network,
+        mounts=[docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in mounts],
+    )
+    if reservation.gpu_ids:
+        if all(i.isdigit() for i in reservation.gpu_ids):
+            kwargs["device_requests"] = [docker.types.DeviceRequest(
+                driver="nvidia", device_ids=list(reservation.gpu_ids), capabilities=[["gpu"]])]
+        else:
+            kwargs["devices"] = [f"/dev/dri/{i}:/dev/dri/{i}:rwm" for i in reservation.gpu_ids]
+    return kwargs

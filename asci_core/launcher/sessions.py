@@ -1,0 +1,426 @@
+"""Sessions: create, list, show, connect, stop — and reconcile with the engines at start.
+
+`Launcher` is what the API and CLI call. Every method either does what it says or
+raises a LauncherError subclass carrying the HTTP status; nothing is started when
+a request is refused, and a record is written before a container exists.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import docker.errors
+
+from asci_core.config_base import Secret
+from asci_core.jsonlog import get_logger
+
+from .directory import Directory, DirectoryError, LocalUsersFile, UnknownUser, Researcher
+from .errors import (BadRequest, Conflict, LauncherError, LimitReached, NoCapacity, NodeUnavailable, NotAllowed,
+                     SessionNotFound, StartFailed, UnknownEnvironment)
+from .inventory import (HOLDING_STATES, SESSION_LABEL, Capacity, Reservation, free_gpu_ids, holds_resources,
+                        list_session_containers, node_loads, reservation_from_container)
+from .mount_templates import MountTemplateError
+from .nodes import NodeDown, NodePool, default_nodes
+from .placement import Demand, NodeLoad, NoNodeFits, Ratios, place
+from .session_spec import container_name, create_kwargs, ensure_image, ensure_session_network, render_mounts
+from .settings import EnvironmentSettings, LauncherSettings
+from .store import ACTIVE, LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
+from .vnc_password import new_password, set_password
+
+log = get_logger("launcher")
+
+SESSION_ID = re.compile(r"[0-9a-f]{16}")
+VNC_PORT = 5901
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the proxy must connect, and the one-time password it must present."""
+
+    session: str
+    node: str
+    address: str
+    port: int
+    password: Secret
+
+
+@dataclass
+class ReconcileReport:
+    adopted: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+
+
+class Launcher:
+    def __init__(self, settings: LauncherSettings, store: SessionStore, directory: Directory, pool: NodePool,
+                 scope: Mapping[str, str] | None = None):
+        """SCOPE: labels put on every session container and required when listing them — a launcher
+        sees only its own scope (tests use it to keep runs apart; production leaves it empty)."""
+        self.settings = settings
+        self.store = store
+        self.directory = directory
+        self.pool = pool
+        self.scope = dict(scope or {})
+        self.ratios = Ratios(settings.cpu_overcommit, settings.memory_overcommit)
+        self._admission = threading.Lock()
+        self._inflight: set[str] = set()
+
+    @classmethod
+    def from_config(cls, config: Any, scope: Mapping[str, str] | None = None) -> "Launcher":
+        settings: LauncherSettings = config.launcher
+        workdir = settings.workdir or Path(config.stack.state_dir) / "launcher"
+        users_file = settings.users_file or workdir / "users.yaml"
+        nodes = default_nodes(settings.nodes, str(config.stack.docker.socket))
+        return cls(settings, SessionStore(workdir / "sessions.sqlite"), LocalUsersFile(users_file),
+                   NodePool(nodes, settings.engine_timeout), scope)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.store.close()
+
+    # --- reading ---------------------------------------------------------
+
+    def environments(self, user: str | None = None) -> list[EnvironmentSettings]:
+        """All environments, or those USER may start."""
+        if user is None:
+            return list(self.settings.environments)
+        who = self._user(user)
+        return [e for e in self.settings.environments if e.allows(who.name, who.groups)]
+
+    def list(self, user: str | None = None, include_stopped: bool = False, limit: int = 1000) -> list[SessionRecord]:
+        states = (*ACTIVE, STOPPED) if include_stopped else ACTIVE
+        return self.store.list(user=user, states=states, limit=limit)
+
+    def show(self, session_id: str, as_user: str | None = None) -> SessionRecord:
+        return self._owned(session_id, as_user)
+
+    def nodes(self) -> list[NodeLoad]:
+        """Each node's capacity and reservations, as placement sees them now."""
+        capacities, reservations, down = self._inventory()
+        return node_loads(capacities, self._merge(reservations), down)
+
+    # --- create ----------------------------------------------------------
+
+    def create(self, user: str, environment: str) -> SessionRecord:
+        env = self.settings.environment(environment) if isinstance(environment, str) else None
+        if env is None:
+            raise UnknownEnvironment(f"no environment named {environment!r}")
+        who = self._user(user)
+        if not env.allows(who.name, who.groups):
+            raise NotAllowed(f"user {who.name!r} may not start {env.name!r}")
+        try:
+            mounts = render_mounts(env, who)
+        except MountTemplateError as exc:
+            log.warning("session refused", user=who.name, environment=env.name, reason=str(exc))
+            raise NotAllowed(f"environment {env.name!r} cannot be started for {who.name!r}: {exc}") from None
+        demand = Demand(env.cpus, env.memory_bytes, env.gpus, env.node_labels)
+        capacities, seen, down = self._inventory()
+        with self._admission:
+            count = self.store.count_active(who.name)
+            if count >= self.settings.max_sessions_per_user:
+                raise LimitReached(f"user {who.name!r} already has {count} sessions "
+                                   f"(at most {self.settings.max_sessions_per_user})")
+            reservations = self._merge(seen)
+            try:
+                node = place(demand, node_loads(capacities, reservations, down), self.settings.placement, self.ratios)
+            except NoNodeFits as exc:
+                log.warning("session refused", user=who.name, environment=env.name, reason=str(exc))
+                raise NoCapacity(str(exc)) from None
+            gpu_ids = tuple(free_gpu_ids(capacities[node.name], reservations, node.name)[:env.gpus])
+            now = time.time()
+            record = SessionRecord(secrets.token_hex(8), who.name, env.name, node.name, "", STARTING, env.cpus,
+                                   demand.memory, env.gpus, gpu_ids, now, now, now, "")
+            self.store.insert(record)
+            self._inflight.add(record.id)
+        try:
+            return self._start(record, env, who, mounts)
+        finally:
+            self._inflight.discard(record.id)
+
+    def _start(self, record: SessionRecord, env: EnvironmentSettings, who: Researcher, mounts: list) -> SessionRecord:
+        reservation = Reservation(record.id, record.node, who.name, env.name, record.cpus, record.memory,
+                                  record.gpus, record.gpu_ids)
+        kwargs = create_kwargs(env, who, reservation, mounts, self.settings.session_network, self.scope)
+
+        def run(client: Any) -> str:
+            ensure_session_network(client, self.settings.session_network)
+            ensure_image(client, env.image)
+            container = client.containers.create(**kwargs)
+            try:
+                container.start()
+            except docker.errors.APIError:
+                container.remove(force=True)
+                raise
+            return container.id
+
+        try:
+            container_id = self.pool.call(record.node, run)
+        except (NodeDown, docker.errors.APIError, LauncherError) as exc:
+            reason = _start_failure(exc)
+            self.store.update(record.id, state=STOPPED, reason=reason)
+            if isinstance(exc, NodeDown):
+                self._remove_quietly(record)  # the engine may have created it before it stopped answering
+            log.warning("session failed to start", session=record.id, user=who.name, environment=env.name,
+                        node=record.node, reason=reason)
+            raise (NodeUnavailable if isinstance(exc, NodeDown) else StartFailed)(
+                f"session for {env.name!r} could not start on {record.node}: {reason}") from None
+        log.info("session started", session=record.id, user=who.name, environment=env.name, node=record.node,
+                 container=container_id[:12])
+        return self.store.update(record.id, state=READY, container_id=container_id)
+
+    # --- stop ------------------------------------------------------------
+
+    def stop(self, session_id: str, as_user: str | None = None, reason: str = "stopped by its user") -> SessionRecord:
+        """Stop and remove the session's container; stopping a stopped session changes nothing."""
+        record = self._owned(session_id, as_user)
+        if record.state == STOPPED:
+            return record
+        self.store.update(record.id, state=STOPPING, reason=reason)
+        try:
+            self.pool.call(record.node, lambda c: self._remove(c, record))
+        except NodeDown as exc:
+            raise NodeUnavailable(f"session {record.id} is being stopped, but {exc}; "
+                                  f"it is finished when the node answers again") from None
+        log.info("session stopped", session=record.id, user=record.user, environment=record.environment,
+                 node=record.node, reason=reason)
+        return self.store.update(record.id, state=STOPPED, reason=reason)
+
+    def _remove(self, client: Any, record: SessionRecord) -> None:
+        target = record.container_id or container_name(record.id)
+        try:
+            client.api.stop(target, timeout=self.settings.stop_timeout)
+        except docker.errors.APIError as exc:
+            if exc.status_code not in (304, 404, 409):
+                raise
+        try:
+            client.api.remove_container(target, force=True)
+        except docker.errors.APIError as exc:
+            # 404: already gone; 409: removal already in progress.
+            if exc.status_code not in (404, 409):
+                raise
+
+    def _remove_quietly(self, record: SessionRecord) -> None:
+        try:
+            self.pool.call(record.node, lambda c: self._remove(c, record))
+        except (NodeDown, docker.errors.APIError):
+            pass  # reconciliation removes it: its record is closed
+
+    # --- connect ---------------------------------------------------------
+
+    def connect(self, session_id: str, as_user: str | None = None) -> Connection:
+        """Set a fresh one-time VNC password in the session; where and how the proxy reaches it."""
+        record = self._owned(session_id, as_user)
+        if record.state != READY:
+            raise Conflict(f"session {record.id} is {record.state}, not ready")
+        password = new_password()
+
+        def run(client: Any) -> str:
+            set_password(client, record.container_id, password, self.pool.timeout_for(record.node))
+            attrs = client.api.inspect_container(record.container_id)
+            network = (attrs["NetworkSettings"]["Networks"] or {}).get(self.settings.session_network) or {}
+            return network.get("IPAddress", "")
+
+        try:
+            address = self.pool.call(record.node, run)
+        except NodeDown as exc:
+            raise NodeUnavailable(str(exc)) from None
+        except docker.errors.APIError as exc:
+            raise StartFailed(f"session {record.id} cannot be reached: {exc.explanation or exc}") from None
+        if not address:
+            raise StartFailed(f"session {record.id} has no address on {self.settings.session_network}")
+        self.store.update(record.id, last_activity=time.time())
+        log.info("session connect", session=record.id, user=record.user, node=record.node)
+        return Connection(record.id, record.node, address, VNC_PORT, Secret(password, f"session {record.id}"))
+
+    # --- activity and culling --------------------------------------------
+
+    def touch(self, session_id: str, when: float | None = None) -> None:
+        """A viewer is connected (the proxy reports it): the idle clock restarts."""
+        record = self._owned(session_id, None)
+        self.store.update(record.id, last_activity=when if when is not None else time.time())
+
+    def cull(self, now: float | None = None) -> list[tuple[str, str]]:
+        """Stop ready sessions past their environment's maximum lifetime or idle timeout.
+
+        Returns (session, reason) for each one stopped. A session whose environment is no longer
+        configured keeps running until reconciliation decides; a node that does not answer is
+        left for the next pass."""
+        now = time.time() if now is None else now
+        stopped: list[tuple[str, str]] = []
+        for record in self.store.list(states=(READY,), limit=1_000_000):
+            env = self.settings.environment(record.environment)
+            if env is None:
+                continue
+            reason = None
+            if env.max_lifetime is not None and now - record.created_at >= env.max_lifetime:
+                reason = f"maximum lifetime reached ({env.max_lifetime:g} s)"
+            elif env.idle_timeout is not None and now - record.last_activity >= env.idle_timeout:
+                reason = f"idle for {env.idle_timeout:g} s"
+            if reason is None:
+                continue
+            try:
+                self.stop(record.id, reason=reason)
+            except NodeUnavailable:
+                continue
+            stopped.append((record.id, reason))
+        return stopped
+
+    # --- reconcile -------------------------------------------------------
+
+    def reconcile(self) -> ReconcileReport:
+        """Bring records and containers into agreement on every node.
+
+        The rule: a running session container with no record is adopted when its labels are
+        complete, its user is known and its environment is still configured; any other
+        unrecorded one is removed (an environment dropped from the configuration takes its
+        sessions with it). A container whose record is stopped or stopping, or that exited, is
+        removed and its record closed. A record whose container vanished is closed. Records on a
+        node that does not answer are marked lost, and become ready again when it answers.
+        """
+        report = ReconcileReport()
+        for node in self.pool.names():
+            try:
+                containers = self.pool.call(node, lambda c: list_session_containers(c, self.scope))
+            except NodeDown as exc:
+                for record in self.store.list(states=(STARTING, READY, STOPPING), limit=1_000_000):
+                    if record.node == node and record.id not in self._inflight:
+                        self.store.update(record.id, state=LOST, reason=f"node {node} is not answering: {exc.reason}")
+                        report.lost.append(record.id)
+                        log.warning("session lost", session=record.id, user=record.user, node=node, reason=exc.reason)
+                continue
+            seen: set[str] = set()
+            for summary in containers:
+                self._reconcile_container(node, summary, report, seen)
+            for record in self.store.active():
+                if record.node == node and record.id not in seen and record.id not in self._inflight:
+                    self.store.update(record.id, state=STOPPED, reason="container vanished")
+                    report.closed.append(record.id)
+                    log.warning("session closed", session=record.id, user=record.user, node=node,
+                                reason="container vanished")
+        return report
+
+    def _reconcile_container(self, node: str, summary: dict, report: ReconcileReport, seen: set[str]) -> None:
+        found = reservation_from_container(node, summary)
+        session_id = (summary.get("Labels") or {}).get(SESSION_LABEL, "")
+        record = self.store.get(session_id) if SESSION_ID.fullmatch(session_id) else None
+        holding = summary.get("State") in HOLDING_STATES
+        if record is not None and record.node != node:
+            # Two node entries reaching one engine, most likely: removing it here would end a session
+            # that is fine where it is recorded.
+            log.warning("session container on an unexpected node left alone", session=record.id,
+                        recorded_node=record.node, node=node)
+            return
+        if record is not None:
+            seen.add(record.id)
+        if record is None:
+            if found is not None and holding and self._adoptable(found):
+                now = time.time()
+                # The container's own creation time: adoption must not restart the maximum lifetime.
+                created = float(summary.get("Created") or now)
+                self.store.insert(SessionRecord(found.session, found.user, found.environment, node,
+                                                found.container_id, READY, found.cpus, found.memory, found.gpus,
+                                                found.gpu_ids, created, now, now, "adopted at start"))
+                seen.add(found.session)
+                report.adopted.append(found.session)
+                log.info("session adopted", session=found.session, user=found.user, node=node)
+                return
+            self._remove_container(node, summary, report, "no record of it")
+            return
+        if record.state in (STOPPED, STOPPING) or not holding:
+            self._remove_container(node, summary, report, f"record {record.state}, container {summary.get('State')}")
+            if record.state != STOPPED:
+                reason = record.reason if record.state == STOPPING else f"container {summary.get('State')}"
+                self.store.update(record.id, state=STOPPED, reason=reason)
+                report.closed.append(record.id)
+            return
+        if record.state in (STARTING, LOST) and record.id not in self._inflight:
+            self.store.update(record.id, state=READY, container_id=summary.get("Id", ""), reason="")
+            report.recovered.append(record.id)
+
+    def _adoptable(self, found: Reservation) -> bool:
+        if not SESSION_ID.fullmatch(found.session) or self.settings.environment(found.environment) is None:
+            return False
+        try:
+            self.directory.lookup(found.user)
+        except (UnknownUser, DirectoryError):
+            return False
+        return True
+
+    def _remove_container(self, node: str, summary: dict, report: ReconcileReport, why: str) -> None:
+        container_id = summary.get("Id", "")
+        try:
+            self.pool.call(node, lambda c: c.api.remove_container(container_id, force=True))
+        except docker.errors.NotFound:
+            pass
+        except (NodeDown, docker.errors.APIError) as exc:
+            log.warning("session container not removed", node=node, container=container_id[:12], reason=str(exc))
+            return
+        report.removed.append(container_id)
+        log.info("session container removed", node=node, container=container_id[:12], reason=why)
+
+    # --- helpers ---------------------------------------------------------
+
+    def _user(self, name: str) -> Researcher:
+        try:
+            return self.directory.lookup(name)
+        except UnknownUser:
+            # Not "unknown": the caller learns nothing about who exists.
+            raise NotAllowed(f"user {name!r} may not start sessions") from None
+        except DirectoryError as exc:
+            raise NodeUnavailable(f"the user directory is unusable: {exc}") from None
+
+    def _owned(self, session_id: str, as_user: str | None) -> SessionRecord:
+        if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
+            raise BadRequest("a session id is 16 hexadecimal digits")
+        record = self.store.get(session_id)
+        if record is None or (as_user is not None and record.user != as_user):
+            raise SessionNotFound(f"no session {session_id}")
+        return record
+
+    def _inventory(self) -> tuple[dict[str, Capacity], dict[str, Reservation], dict[str, str]]:
+        """Capacity and engine-reported reservations of every answering node, and why the others are down."""
+
+        def survey(name: str) -> tuple[str, Capacity | None, list[Reservation], str | None]:
+            try:
+                capacity = self.pool.capacity(name)
+                listed = self.pool.call(name, lambda c: list_session_containers(c, self.scope))
+            except NodeDown as exc:
+                return name, None, [], exc.reason
+            except docker.errors.APIError as exc:
+                return name, None, [], f"engine error: {exc.explanation or exc}"
+            found = (reservation_from_container(name, s) for s in listed)
+            return name, capacity, [r for r in found if r is not None and holds_resources(r)], None
+
+        names = self.pool.names()
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(names)))) as workers:
+            results = list(workers.map(survey, names))
+        capacities = {n: c for n, c, _, _ in results if c is not None}
+        down = {n: why for n, _, _, why in results if why is not None}
+        seen = {r.session: r for _, _, found, _ in results for r in found}
+        return capacities, seen, down
+
+    def _merge(self, seen: dict[str, Reservation]) -> list[Reservation]:
+        """Engine-reported reservations plus recorded sessions the engines did not show yet
+        (being created now): admission never counts an in-flight session as free room."""
+        merged = dict(seen)
+        for record in self.store.active():
+            if record.id not in merged:
+                merged[record.id] = Reservation(record.id, record.node, record.user, record.environment,
+                                                record.cpus, record.memory, record.gpus, record.gpu_ids)
+        return list(merged.values())
+
+
+def _start_failure(exc: BaseException) -> str:
+    if isinstance(exc, NodeDown):
+        return f"node not answering ({exc.reason})"
+    if isinstance(exc, docker.errors.APIError):
+        return str(exc.explanation or exc)[:300]
+    return str(exc)

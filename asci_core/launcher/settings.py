@@ -1,0 +1,199 @@
+"""The `launcher:` section: environments researchers can start, and the nodes that run them.
+
+Single values are checked by the loader; what needs more than one value or a
+parse (sizes, mount templates, image references, node addresses) is checked in
+`LauncherSettings.problems()`, which the loader turns into one-line errors naming
+the dotted key. Sizes are strings ("4g", "512m", "1073741824"): the loader takes
+one type per setting.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from asci_core.config_base import setting
+
+from .mount_templates import template_problem
+from .sizes import parse_size
+
+NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+IMAGE_REFERENCE = re.compile(
+    r"(?:[a-zA-Z0-9.-]+(?::\d{1,5})?/)?"
+    r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
+    r"(?::\w[\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What a desktop may get back after `cap_drop: ALL`. Capabilities that reach the host
+# (SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE, DAC_READ_SEARCH, ...) are never offered.
+ALLOWED_CAPABILITIES = frozenset({"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+                                  "NET_BIND_SERVICE", "SYS_CHROOT", "AUDIT_WRITE", "SYS_NICE", "IPC_LOCK"})
+
+
+@dataclass(frozen=True)
+class MountSettings:
+    source: str = setting(help="host path template; {user}, {uid}, {gid} are replaced, e.g. /data/{user}")
+    target: str = setting(help="path inside the container, e.g. /home/{user}/data")
+    read_only: bool = setting(True, help="mount read-only")
+
+
+@dataclass(frozen=True)
+class EnvironmentSettings:
+    name: str = setting(help="short name used in the API and in labels, e.g. desktop-base", check="word")
+    image: str = setting(help="image reference in the facility registry, e.g. registry.site:5000/desktops/base:1.4")
+    title: str = setting("", help="what researchers see, default: the name")
+    cpus: float = setting(1.0, help="CPUs reserved and enforced (nano_cpus)", check="positive")
+    memory: str = setting("2g", help="memory limit and reservation, e.g. 4g or 512m")
+    gpus: int = setting(0, help="GPUs reserved (whole devices)", check=("range", 0, 64))
+    shm_size: str = setting("256m", help="size of /dev/shm")
+    pids_limit: int = setting(4096, help="most processes in the session", check="positive")
+    mounts: list[MountSettings] = setting(default_factory=list, help="data mounts per user")
+    env: dict[str, str] = setting(default_factory=dict, help="environment variables of the session")
+    command: list[str] = setting(default_factory=list, help="command instead of the image's own (empty: the image's)")
+    capabilities: list[str] = setting(default_factory=list,
+                                      help="capabilities added back after dropping all, e.g. [SETUID, SETGID]")
+    node_labels: dict[str, str] = setting(default_factory=dict,
+                                          help="labels a node must carry to run this, e.g. {beamline: i03}")
+    idle_timeout: float | None = setting(3600.0, help="seconds without a viewer before the session is stopped",
+                                         check="positive")
+    max_lifetime: float | None = setting(43200.0, help="seconds after which the session is stopped",
+                                         check="positive")
+    allowed_users: list[str] = setting(default_factory=list, help="users who may start it")
+    allowed_groups: list[str] = setting(default_factory=list,
+                                        help="groups whose members may start it (both lists empty: every known user)")
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_size(self.memory)
+
+    @property
+    def shm_bytes(self) -> int:
+        return parse_size(self.shm_size)
+
+    def allows(self, user: str, groups: tuple[str, ...] | list[str]) -> bool:
+        if not self.allowed_users and not self.allowed_groups:
+            return True
+        return user in self.allowed_users or any(g in self.allowed_groups for g in groups)
+
+
+@dataclass(frozen=True)
+class NodeTLSSettings:
+    ca_cert: Path = setting(help="CA certificate that signed the engine's certificate")
+    client_cert: Path = setting(help="client certificate")
+    client_key: Path = setting(help="client key")
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    name: str = setting(help="node name used in placement and messages, e.g. node1", check="word")
+    url: str = setting(help="Docker Engine address: unix:///var/run/docker.sock or tcp://host:2376")
+    tls: NodeTLSSettings | None = setting(None, help="TLS files for a tcp:// engine (required unless loopback)")
+    cpus: float | None = setting(None, help="CPUs sessions may reserve (default: what the engine reports)",
+                                 check="positive")
+    memory: str | None = setting(None, help="memory sessions may reserve, e.g. 64g (default: what the engine reports)")
+    gpus: int | None = setting(None, help="GPUs (default: detected with nvidia-smi or /dev/dri on the local node)",
+                               check=("range", 0, 64))
+    labels: dict[str, str] = setting(default_factory=dict, help="labels environments can require, e.g. {gpu: a100}")
+    timeout: float | None = setting(None, help="seconds before this engine counts as not answering "
+                                               "(default: launcher.engine_timeout)", check="positive")
+
+    @property
+    def memory_bytes(self) -> int | None:
+        return None if self.memory is None else parse_size(self.memory)
+
+
+@dataclass(frozen=True)
+class LauncherSettings:
+    workdir: Path | None = setting(None, help="session database (default: STATE_DIR/launcher)")
+    users_file: Path | None = setting(None, help="local users file, YAML or JSON (default: STATE_DIR/launcher/users.yaml)")
+    placement: Literal["spread", "pack"] = setting(
+        "spread", help="spread: the least-loaded node; pack: the fullest node that fits")
+    max_sessions_per_user: int = setting(2, help="sessions one user may have at once", check="positive")
+    cpu_overcommit: float = setting(1.0, help="CPUs reservable per node CPU", check=("range", 0.1, 16.0))
+    memory_overcommit: float = setting(1.0, help="memory reservable per byte of node memory", check=("range", 0.1, 4.0))
+    session_network: str = setting("asci-sessions", help="bridge network with inter-container traffic disabled",
+                                   check="word")
+    engine_timeout: float = setting(10.0, help="seconds before a node's engine counts as not answering",
+                                    check="positive")
+    stop_timeout: int = setting(10, help="seconds a session gets to exit before it is killed", check=("range", 0, 600))
+    environments: list[EnvironmentSettings] = setting(default_factory=list, help="environments researchers can start")
+    nodes: list[NodeSettings] = setting(default_factory=list,
+                                        help="Docker engines that run sessions (default: the local engine)")
+
+    def environment(self, name: str) -> EnvironmentSettings | None:
+        return next((e for e in self.environments if e.name == name), None)
+
+    def problems(self) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for i, env in enumerate(self.environments):
+            key = f"environments[{i}]"
+            if env.name in seen:
+                found.append((f"{key}.name", f"environment {env.name!r} is defined twice"))
+            seen.add(env.name)
+            if not IMAGE_REFERENCE.fullmatch(env.image):
+                found.append((f"{key}.image", f"expected an image reference such as registry.site:5000/desktops/base:1.4, "
+                                              f"got {env.image!r}"))
+            for field in ("memory", "shm_size"):
+                found.extend(_size_problem(f"{key}.{field}", getattr(env, field)))
+            for j, mount in enumerate(env.mounts):
+                for side in ("source", "target"):
+                    problem = template_problem(getattr(mount, side))
+                    if problem:
+                        found.append((f"{key}.mounts[{j}].{side}", problem))
+            targets = [m.target for m in env.mounts]
+            for j, target in enumerate(targets):
+                if targets.index(target) != j:
+                    found.append((f"{key}.mounts[{j}].target", f"{target!r} is mounted twice"))
+            for name in env.env:
+                if not ENV_NAME.fullmatch(name):
+                    found.append((f"{key}.env.{name}", "not a valid environment variable name"))
+            for j, cap in enumerate(env.capabilities):
+                if cap not in ALLOWED_CAPABILITIES:
+                    found.append((f"{key}.capabilities[{j}]", f"{cap!r} is not allowed in a session "
+                                                              f"(allowed: {', '.join(sorted(ALLOWED_CAPABILITIES))})"))
+            for field in ("allowed_users", "allowed_groups"):
+                for j, who in enumerate(getattr(env, field)):
+                    if not NAME.fullmatch(who):
+                        found.append((f"{key}.{field}[{j}]", f"expected a user or group name, got {who!r}"))
+        names: set[str] = set()
+        for i, node in enumerate(self.nodes):
+            key = f"nodes[{i}]"
+            if node.name in names:
+                found.append((f"{key}.name", f"node {node.name!r} is defined twice"))
+            names.add(node.name)
+            found.extend((f"{key}.{k}", p) for k, p in _node_url_problems(node))
+            if node.memory is not None:
+                found.extend(_size_problem(f"{key}.memory", node.memory))
+        return found
+
+
+def _size_problem(key: str, value: str) -> list[tuple[str, str]]:
+    try:
+        parse_size(value)
+    except ValueError as exc:
+        return [(key, str(exc))]
+    return []
+
+
+def _node_url_problems(node: NodeSettings) -> list[tuple[str, str]]:
+    unix = re.fullmatch(r"unix://(/\S+)", node.url)
+    tcp = re.fullmatch(r"tcp://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})", node.url)
+    if not unix and not tcp:
+        return [("url", f"expected unix:///path/docker.sock or tcp://host:port, got {node.url!r}")]
+    if unix and node.tls is not None:
+        return [("tls", "TLS applies to tcp:// engines only")]
+    if tcp:
+        host = tcp.group(1)
+        if node.tls is None and host not in ("127.0.0.1", "localhost", "[::1]"):
+            return [("tls", f"an engine reached over the network needs TLS files (the API is root on {host})")]
+        if node.tls is not None:
+            for field in ("ca_cert", "client_cert", "client_key"):
+                path = getattr(node.tls, field)
+                if not path.is_file():
+                    return [(f"tls.{field}", f"file {path} does not exist")]
+    return []
