@@ -174,3 +174,181 @@ def test_a_mount_escaping_its_root_is_refused(serve, docker_client, scope):
     answer = api.call("POST", "/sessions", user="mallory", json={"environment": "tiny"})
     assert answer.status_code == 403 and "would leave" in answer.json()["reason"], answer.text
     nothing_left(api, docker_client, scope)
+
+
+def test_the_per_user_limit_answers_429(serve, docker_client, scope):
+    api = serve(launcher={"max_sessions_per_user": 1})
+    first = api.call("POST", "/sessions", token="alice", json={"environment": "tiny"})
+    assert first.status_code == 201
+    second = api.call("POST", "/sessions", token="alice", json={"environment": "tiny"})
+    assert second.status_code == 429 and second.json() == {
+        "error": "limit_reached", "reason": "user 'alice' already has 1 sessions (at most 1)"}
+    assert len(scoped(docker_client, scope)) == 1
+    assert api.call("DELETE", f"/sessions/{first.json()['id']}", token="alice").status_code == 200
+    assert scoped(docker_client, scope) == []
+
+
+def test_a_burst_of_200_creates_from_one_user(serve, docker_client, scope):
+    api = serve(launcher={"max_sessions_per_user": 2})
+    with ThreadPoolExecutor(16) as workers:
+        answers = list(workers.map(
+            lambda _: api.call("POST", "/sessions", token="alice", json={"environment": "tiny"}), range(200)))
+    statuses = [a.status_code for a in answers]
+    created = [a.json()["id"] for a in answers if a.status_code == 201]
+    assert set(statuses) <= {201, 429} and len(created) == 2, sorted(set(statuses))
+    throttled = [a for a in answers if a.json().get("error") == "too_many_requests"]
+    assert len(throttled) >= 195 and all(int(a.headers["Retry-After"]) >= 1 for a in throttled)
+    running = scoped(docker_client, scope)
+    assert sorted(c.labels["asci.session"] for c in running) == sorted(created)
+    # Another user is not held back by alice's burst.
+    assert api.call("POST", "/sessions", token="bob", json={"environment": "tiny"}).status_code == 201
+    for session in api.call("GET", "/sessions").json()["sessions"]:
+        assert api.call("DELETE", f"/sessions/{session['id']}").status_code == 200
+    assert scoped(docker_client, scope) == []
+    assert api.call("GET", "/sessions").json() == {"sessions": []}
+
+
+def test_another_users_session_answers_like_a_missing_one(serve, docker_client, scope):
+    api = serve()
+    session = api.call("POST", "/sessions", token="alice", json={"environment": "tiny"}).json()
+    missing = "0123456789abcdef"
+    for method, suffix in (("GET", ""), ("DELETE", ""), ("POST", "/connect")):
+        theirs = api.call(method, f"/sessions/{session['id']}{suffix}", token="bob")
+        nobody = api.call(method, f"/sessions/{missing}{suffix}", token="bob")
+        assert theirs.status_code == nobody.status_code == 404
+        assert theirs.json() == {"error": "session_not_found", "reason": f"no session {session['id']}"}
+        assert nobody.json() == {"error": "session_not_found", "reason": f"no session {missing}"}
+        # The admin acting as bob gets bob's view too.
+        assert api.call(method, f"/sessions/{session['id']}{suffix}", user="bob").status_code == 404
+    assert docker_client.containers.get(session["container_id"]).status == "running"
+    assert api.call("GET", f"/sessions/{session['id']}", token="alice").json()["state"] == READY
+
+
+@pytest.mark.parametrize("session_id", [
+    "0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", "..%2F..%2Fetc", "%00", "x" * 3000,
+    "0123456789abcdeg", "'%20OR%201=1",
+])
+def test_malformed_session_ids_answer_404_without_a_lookup(serve, docker_client, scope, session_id):
+    api = serve()
+    for method, suffix in (("GET", ""), ("DELETE", ""), ("POST", "/connect")):
+        answer = api.call(method, f"/sessions/{session_id}{suffix}", token="alice")
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"] in ("session_not_found", "not_found")
+    nothing_left(api, docker_client, scope)
+
+
+@pytest.mark.parametrize("body,headers,status,words", [
+    (b"{", {}, 400, "not valid JSON"),
+    (b"\xff\xfe", {}, 400, "not valid JSON"),
+    (b"[" * 15000 + b"]" * 15000, {}, 413, "larger than 16384 bytes"),
+    (b"[" * 8000 + b"]" * 8000, {}, 400, "not valid JSON"),
+    (b'{"a":' * 2000 + b"1" + b"}" * 2000, {}, 400, "not valid JSON"),
+    (b'["tiny"]', {}, 400, "must be a JSON object"),
+    (b'{"environment": "tiny", "user": "bob"}', {}, 400, "unknown field 'user'"),
+    (b'{"environment": 7}', {}, 400, "environment: expected the name"),
+    (b"{}", {}, 400, "environment: expected the name"),
+    (b'{"environment": "tiny"}', {"X-Asci-User": "Robert'); DROP"}, 400, "X-Asci-User: expected a user name"),
+    (b" " * 20000, {}, 413, "larger than 16384 bytes"),
+])
+def test_malformed_bodies_are_refused_with_nothing_started(serve, docker_client, scope, body, headers, status, words):
+    api = serve()
+    answer = api.call("POST", "/sessions", token="admin", user=headers.pop("X-Asci-User", "alice"), data=body,
+                      headers={"Content-Type": "application/json", **headers})
+    assert answer.status_code == status, answer.text
+    assert words in answer.json()["reason"]
+    nothing_left(api, docker_client, scope)
+
+
+def test_a_body_sent_in_chunks_past_the_limit_is_cut_off(serve, docker_client, scope):
+    api = serve()
+
+    def chunks():
+        for _ in range(100):
+            yield b"x" * 1000
+
+    answer = api.call("POST", "/sessions", token="alice", data=chunks())  # chunked: no Content-Length to trust
+    assert answer.status_code == 413
+    nothing_left(api, docker_client, scope)
+
+
+def test_every_call_needs_a_token(serve, docker_client, scope):
+    api = serve(api={"auth_failures_burst": 1000})  # the throttle has a test of its own
+    calls = [("GET", "/environments"), ("GET", "/sessions"), ("POST", "/sessions"), ("GET", "/sessions/0123456789abcdef"),
+             ("DELETE", "/sessions/0123456789abcdef"), ("POST", "/sessions/0123456789abcdef/connect"),
+             ("GET", "/nodes"), ("GET", "/nodes/local"), ("GET", "/no/such/path")]
+    for method, path in calls:
+        for headers in ({}, {"Authorization": "Bearer wrong-" + "x" * 40}, {"Authorization": "Basic YWxpY2U6eA=="},
+                        {"Authorization": f"Bearer {USER_TOKENS['alice']}x"}, {"Authorization": "Bearer"}):
+            answer = api.call(method, path, token=None, headers=headers, json={"environment": "tiny"})
+            assert answer.status_code == 401, (method, path, headers)
+            assert answer.json() == {"error": "unauthorized", "reason": "a valid bearer token is required"}
+            assert answer.headers["WWW-Authenticate"] == 'Bearer realm="asci"'
+    nothing_left(api, docker_client, scope)
+
+
+def test_a_user_token_acts_only_as_its_user(serve, docker_client, scope):
+    api = serve()
+    answer = api.call("POST", "/sessions", token="alice", user="bob", json={"environment": "tiny"})
+    assert answer.status_code == 403 and answer.json() == {
+        "error": "not_allowed", "reason": "this token acts only as 'alice'"}
+    assert api.call("GET", "/sessions", token="alice", user="bob").status_code == 403
+    assert api.call("GET", "/sessions", token="alice", user="alice").status_code == 200
+    no_user = api.call("POST", "/sessions", json={"environment": "tiny"})
+    assert no_user.status_code == 400 and "X-Asci-User" in no_user.json()["reason"]
+    nothing_left(api, docker_client, scope)
+
+
+def test_failed_authentications_are_throttled_per_address(serve, docker_client, scope):
+    api = serve(api={"auth_failures_burst": 3, "auth_failures_per_minute": 1})
+    assert [api.call("GET", "/sessions", token="wrong-" + "x" * 40).status_code for _ in range(3)] == [401] * 3
+    throttled = api.call("GET", "/sessions", token="alice")  # even a good token waits: no guessing in between
+    assert throttled.status_code == 429 and throttled.json()["error"] == "too_many_failures"
+    assert int(throttled.headers["Retry-After"]) >= 1
+
+
+def test_the_admin_token_file_is_private(serve, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    api = serve()
+    path = tmp_path / "launcher" / "api-token"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    token = path.read_text().strip()
+    assert len(token) >= 32 and token not in caplog.text
+    assert api.call("GET", "/sessions").status_code == 200
+
+
+def test_unknown_paths_and_methods_answer_json(serve):
+    api = serve()
+    assert api.call("GET", "/nothing").json() == {"error": "not_found", "reason": "Not Found"}
+    wrong = api.call("PUT", "/sessions")
+    assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+    assert api.call("GET", "/sessions", params={"state": "all"}).json()["reason"].startswith("unknown parameter")
+    assert api.call("GET", "/sessions", params={"limit": "0"}).status_code == 400
+
+
+def test_start_reconciles_and_culls_on_a_timer(stack, tmp_path, data_root, scope, docker_client, caplog):
+    caplog.set_level(logging.INFO)
+    path = write_config(tmp_path, str(stack.config.stack.docker.socket), data_root, api={"cull_interval": 0.2})
+    # A record whose container vanished while the service was down: reconcile closes it at start.
+    served = ServedApi(path, scope)
+    launcher = Launcher.from_config(served.config, scope)
+    now = time.time()
+    launcher.store.insert(SessionRecord("00000000000000aa", "alice", "tiny", "local", "f" * 64, READY, 0.25,
+                                        64 * 1024 ** 2, 0, (), now, now, now, ""))
+    launcher.close()
+    served.start()
+    try:
+        assert served.call("GET", "/sessions/00000000000000aa").json()["reason"] == "container vanished"
+        started = [r for r in caplog.records if r.getMessage() == "reconciled at start"]
+        assert len(started) == 1 and started[0].fields["closed"] == 1
+        assert any(r.getMessage() == "culling started" for r in caplog.records)
+        session = served.call("POST", "/sessions", token="alice", json={"environment": "tiny"}).json()
+        # Make it look idle for longer than the environment allows: the next pass stops it.
+        served.launcher.touch(session["id"], when=time.time() - 7200)
+        wait_for(lambda: served.call("GET", f"/sessions/{session['id']}").json()["state"] == "stopped",
+                 what="the culler stopping an idle session")
+        assert served.call("GET", f"/sessions/{session['id']}").json()["reason"] == "idle for 3600 s"
+        assert any(r.getMessage() == "culled" and r.fields["stopped"] == 1 for r in caplog.records)
+        assert scoped(docker_client, scope) == []
+    finally:
+        served.stop()
+    assert any(r.getMessage() == "culling stopped" for r in caplog.records)
