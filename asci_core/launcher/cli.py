@@ -21,7 +21,7 @@ from .api_tokens import ACT_AS_HEADER, PREFIX, admin_token_path, read_admin_toke
 from .sizes import format_size
 
 
-class ApiError(AsciError):
+class SessionsApiError(AsciError):
     """The service does not answer, or refused the request; the message says which."""
 
     def __init__(self, message: str, exit_code: int = EXIT_FAILED):
@@ -77,19 +77,19 @@ def _call(args: argparse.Namespace, method: str, path: str, user: str | None = N
     try:
         resp = requests.request(method, base + PREFIX + path, headers=headers, timeout=120, **kw)
     except requests.ConnectionError:
-        raise ApiError(f"no ASCI service answers at {base} (is `asci serve` running?)") from None
+        raise SessionsApiError(f"no ASCI service answers at {base} (is `asci serve` running?)") from None
     except requests.Timeout:
-        raise ApiError(f"the ASCI service at {base} did not answer in time") from None
+        raise SessionsApiError(f"the ASCI service at {base} did not answer in time") from None
     try:
         body = resp.json()
     except ValueError:
         body = None
     if resp.status_code >= 400:
         reason = body.get("reason") if isinstance(body, dict) else None
-        raise ApiError(f"{reason or resp.reason} (HTTP {resp.status_code})",
+        raise SessionsApiError(f"{reason or resp.reason} (HTTP {resp.status_code})",
                        EXIT_USAGE if resp.status_code < 500 else EXIT_FAILED)
     if not isinstance(body, dict):
-        raise ApiError(f"the service at {base} answered with something other than JSON (HTTP {resp.status_code})")
+        raise SessionsApiError(f"the service at {base} answered with something other than JSON (HTTP {resp.status_code})")
     return body
 
 

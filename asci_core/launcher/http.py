@@ -43,8 +43,8 @@ ENVIRONMENT_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 MAX_LIST = 1000
 
 
-class Refused(Exception):
-    """An answer other than a LauncherError: 401, 413, 408, 429 of the API itself."""
+class Refused(LauncherError):
+    """The API's own refusals (401, 408, 413, 429), with their error code and headers."""
 
     def __init__(self, status: int, error: str, reason: str, headers: dict[str, str] | None = None):
         super().__init__(reason)
