@@ -34,6 +34,7 @@ from .directory import USER_NAME
 from .errors import BadRequest, LauncherError, NotAllowed, SessionNotFound
 from .sessions import SESSION_ID, Launcher
 from .settings import EnvironmentSettings
+from .store import SessionRecord
 from .throttle import Buckets
 
 log = get_logger("launcher")
@@ -262,6 +263,16 @@ def _query(request: web.Request, known: tuple[str, ...]) -> None:
 
 # --- handlers --------------------------------------------------------------------
 
+_RECORD_FIELDS = tuple(SessionRecord.__dataclass_fields__)
+
+
+def _record_json(record: SessionRecord) -> dict[str, Any]:
+    # Field by field rather than SessionRecord.to_json (dataclasses.asdict): a tenth of the CPU
+    # for the 1,000 records of a full list (bench/launcher_api.py).
+    data = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    data["gpu_ids"] = list(record.gpu_ids)
+    return data
+
 
 def _environment_json(env: EnvironmentSettings, full: bool) -> dict[str, Any]:
     data = {"name": env.name, "title": env.display_title, "image": env.image, "cpus": env.cpus,
@@ -291,7 +302,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST:
         raise BadRequest(f"limit: expected a number from 1 to {MAX_LIST}")
     records = await state.run(state.launcher.list, user, include_stopped in ("true", "1"), int(limit_text))
-    return web.json_response({"sessions": [r.to_json() for r in records]})
+    return web.json_response({"sessions": [_record_json(r) for r in records]})
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -310,7 +321,7 @@ async def create_session(request: web.Request) -> web.Response:
     if not ENVIRONMENT_NAME.fullmatch(environment):
         environment = environment[:64]  # still the launcher's "no environment named ...", never a long echo
     record = await state.run(state.launcher.create, user, environment)
-    return web.json_response(record.to_json(), status=201)
+    return web.json_response(_record_json(record), status=201)
 
 
 async def show_session(request: web.Request) -> web.Response:
@@ -318,7 +329,7 @@ async def show_session(request: web.Request) -> web.Response:
     session_id = _session_id(request)
     state = request.app[STATE]
     record = await state.run(state.launcher.show, session_id, _acting_user(request))
-    return web.json_response(record.to_json())
+    return web.json_response(_record_json(record))
 
 
 async def stop_session(request: web.Request) -> web.Response:
@@ -328,7 +339,7 @@ async def stop_session(request: web.Request) -> web.Response:
     user = _acting_user(request)
     record = await state.run(state.launcher.stop, session_id, user,
                              "stopped by its user" if user else f"stopped by {request[PRINCIPAL].name}")
-    return web.json_response(record.to_json())
+    return web.json_response(_record_json(record))
 
 
 async def connect_session(request: web.Request) -> web.Response:
