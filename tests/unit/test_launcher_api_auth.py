@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,14 @@ def test_configured_tokens_are_secrets_checked_for_length_and_names(monkeypatch)
         parse_config("launcher_api:\n  tokens:\n    - {user: 'Al ice', token: " + "x" * 40 + "}\n")
     with pytest.raises(ConfigError, match="launcher_api.create_burst: expected a value from 1 to 1000"):
         parse_config("launcher_api:\n  create_burst: 0\n")
+
+
+def test_the_commented_example_in_asci_example_yaml_loads(monkeypatch, tmp_path):
+    text = (Path(__file__).resolve().parents[2] / "asci.example.yaml").read_text()
+    block = text[text.index("# launcher_api:"):text.index("# Researchers' desktop sessions.")]
+    yaml_text = "\n".join(line[2:] for line in block.splitlines() if line.startswith("# "))
+    (tmp_path / "alice").write_text("a" * 43 + "\n")
+    monkeypatch.setenv("ASCI_PROXY_TOKEN", "p" * 43)
+    api = parse_config(yaml_text.replace("/etc/asci/tokens", str(tmp_path))).launcher_api
+    assert [(t.user, t.service) for t in api.tokens] == [("alice", False), ("proxy", True)]
+    assert api.create_burst == 5 and api.cull_interval == 60
