@@ -108,3 +108,45 @@ def test_no_service_and_no_token_end_in_one_line(config_path, tmp_path):
     token.chmod(0o600)
     one_line_error(asci(config_path, "environments", "list"), 1, "asci environments",
                    "no ASCI service answers at http://127.0.0.1:")
+
+
+def test_a_real_asci_serve_makes_its_token_and_answers_the_cli(stack, tmp_path):
+    """The routes hook under the real `asci serve` process. No environment is configured, so the
+    launcher stays idle: it must not reconcile (the shared engine holds other runs' sessions)."""
+    import signal
+    import stat
+
+    import requests
+    import yaml
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    config = tmp_path / "asci.yaml"
+    config.write_text(yaml.safe_dump({"server": {"port": port}, "stack": {"state_dir": str(tmp_path / "state")},
+                                      "launcher": {"workdir": str(tmp_path / "launcher")}}))
+    proc = subprocess.Popen([ASCI, "-c", str(config), "serve"], stdout=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        while not seen or seen[-1]["message"] != "listening":
+            line = proc.stdout.readline()
+            assert line, f"asci serve exited: {seen}"
+            seen.append(json.loads(line))
+        messages = [e["message"] for e in seen if e["component"] == "launcher"]
+        assert messages == ["sessions API ready", "launcher idle: no environments configured, nothing reconciled or culled"]
+        token_file = tmp_path / "launcher" / "api-token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert token_file.read_text().strip() not in json.dumps(seen)
+        anonymous = requests.get(f"http://127.0.0.1:{port}/api/v1/sessions", timeout=10)
+        assert anonymous.status_code == 401 and anonymous.json()["error"] == "unauthorized"
+        listed = asci(config, "sessions", "list", "--json")
+        assert listed.returncode == 0 and json.loads(listed.stdout) == []
+        assert json.loads(asci(config, "environments", "list", "--json").stdout) == []
+        one_line_error(asci(config, "sessions", "create", "desktop", "--user", "alice"), 2, "asci sessions",
+                       "no environment named 'desktop' (HTTP 404)")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
