@@ -184,6 +184,10 @@ async def guard(request: web.Request, handler: Callable) -> web.StreamResponse:
             return _error(exc.status, "not_found" if exc.status == 404 else "method_not_allowed", exc.reason,
                           {k: v for k, v in exc.headers.items() if k == "Allow"})
         raise
+    except Exception:
+        # A bug: the traceback goes to the log, the caller learns only that it happened.
+        log.error("API call failed", exc_info=True, method=request.method, path=request.path[:200])
+        return _error(500, "internal_error", "the service failed; its log has the details")
 
 
 def _authenticate(request: web.Request) -> Principal:

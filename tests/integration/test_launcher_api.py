@@ -352,3 +352,25 @@ def test_start_reconciles_and_culls_on_a_timer(stack, tmp_path, data_root, scope
     finally:
         served.stop()
     assert any(r.getMessage() == "culling stopped" for r in caplog.records)
+
+
+class UntouchableStore:
+    """Stands in for the session store where a test must show the store is not asked."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the session store was asked ({name})")
+
+
+def test_malformed_ids_never_reach_the_store(serve, caplog):
+    api = serve()
+    real_store, api.launcher.store = api.launcher.store, UntouchableStore()
+    try:
+        for session_id in ("..", "0123456789ABCDEF", "x" * 200, "0123456789abcdef0"):
+            assert api.call("GET", f"/sessions/{session_id}", token="alice").status_code == 404
+        # The check can fail: a well-formed id does go to the store, which here is a failure (500, logged).
+        broken = api.call("GET", "/sessions/0123456789abcdef", token="alice")
+        assert broken.status_code == 500 and broken.json()["error"] == "internal_error"
+        assert "the session store was asked" not in broken.text
+        assert any(r.getMessage() == "API call failed" for r in caplog.records)
+    finally:
+        api.launcher.store = real_store
