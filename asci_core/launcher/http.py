@@ -31,7 +31,7 @@ from asci_core.jsonlog import get_logger
 
 from .api_tokens import ACT_AS_HEADER, PREFIX, Principal, TokenRing, admin_token_path, ensure_admin_token, token_ring
 from .directory import USER_NAME
-from .errors import BadRequest, LauncherError, NotAllowed, SessionNotFound
+from .errors import BadRequest, LauncherError, NotAllowed, SessionNotFound, UnknownEnvironment
 from .sessions import SESSION_ID, Launcher
 from .settings import EnvironmentSettings
 from .store import SessionRecord
@@ -40,7 +40,7 @@ from .throttle import Buckets
 log = get_logger("launcher")
 
 NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-ENVIRONMENT_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+ENVIRONMENT_NAME = re.compile(r"[a-z][a-z0-9-]{0,127}")  # launcher.environments[].name (`word`), bounded
 MAX_LIST = 1000
 
 
@@ -327,7 +327,8 @@ async def create_session(request: web.Request) -> web.Response:
         raise Refused(429, "too_many_requests", f"too many session requests for {user!r}; try again later",
                       {"Retry-After": str(state.creates.retry_after(user))})
     if not ENVIRONMENT_NAME.fullmatch(environment):
-        environment = environment[:64]  # still the launcher's "no environment named ...", never a long echo
+        # No configured name looks like this; the answer never echoes more than a name's length.
+        raise UnknownEnvironment(f"no environment named {environment[:64]!r}")
     record = await state.run(state.launcher.create, user, environment)
     return web.json_response(_record_json(record), status=201)
 
