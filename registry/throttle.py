@@ -3,8 +3,10 @@
 Each failed login counts against the client address and against the account name
 asked for (whether or not it exists, so the answers reveal nothing). Past a free
 allowance a key is blocked for an exponentially growing time. An account block
-does not apply to an address that logged in to that account successfully before:
-a flood against `autobuild` from one machine must not lock out autobuild itself.
+applies only to addresses that failed recently themselves and never logged in to
+that account: a flood against `autobuild` must not lock out autobuild itself or a
+new node with the right password, while an attacker spreading guesses over many
+addresses gets one guess per address, not one per address per back-off.
 
 bcrypt costs ~0.25 s of CPU, so checks are capped at a few at a time; requests
 from addresses with recent failures wait in a lower lane and are shed when that
@@ -86,7 +88,7 @@ class LoginThrottle:
         if row is not None:
             wait = max(wait, row.blocked_until - now)
         row = self._fresh(self._accounts.get(_key("user", account)), now)
-        if row is not None and not self.trusted(account, address):
+        if row is not None and self.suspect(address) and not self.trusted(account, address):
             wait = max(wait, row.blocked_until - now)
         return max(wait, 0.0)
 
