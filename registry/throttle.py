@@ -124,34 +124,65 @@ class LoginThrottle:
 
 
 class Overloaded(Exception):
-    """The lower lane is full: the request is refused without a check."""
+    """Refused without a check: the lower lane is full, or the request was throttled while it waited."""
 
 
 class HashGate:
-    """At most `slots` bcrypt checks at once; the normal lane is always served before the suspect lane."""
+    """At most `slots` bcrypt checks at once, of which at most `suspect_slots` for suspect addresses.
 
-    def __init__(self, slots: int | None = None, max_suspect_waiting: int = 8, max_waiting: int = 256):
-        self.slots = slots or max(1, (os.cpu_count() or 2) - 1)
+    With one slot kept from suspects, an honest check never waits behind a flood's
+    checks; waiting suspects are refused once their lane is full.
+    """
+
+    def __init__(self, slots: int | None = None, suspect_slots: int | None = None, max_suspect_waiting: int = 8,
+                 max_waiting: int = 256, suspect_rest: float = 3.0):
+        self.slots = max(2, slots or (os.cpu_count() or 2))
+        self.suspect_slots = max(1, min(suspect_slots or self.slots - 1, self.slots - 1))
         self.max_suspect_waiting = max_suspect_waiting
         self.max_waiting = max_waiting
+        # After each suspect check its slot rests SUSPECT_REST times as long as the check took, so
+        # however many addresses a flood uses, it gets at most 1/(1+rest) of one core for bcrypt.
+        self.suspect_rest = suspect_rest
+        self._suspect_resume = 0.0
         self._busy = 0
+        self._busy_suspect = 0
         self._normal: collections.deque[asyncio.Future[None]] = collections.deque()
         self._suspect: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    async def run(self, suspect: bool, func: Callable[[], T]) -> T:
+    async def run(self, suspect: bool, func: Callable[[], T], admit: Callable[[], bool] = lambda: True) -> T:
+        """FUNC in a worker thread once a slot is free; ADMIT is asked again then, since a
+        request that queued may have been throttled meanwhile (`Overloaded` if not admitted)."""
         await self._acquire(suspect)
         try:
-            return await asyncio.to_thread(func)
+            loop = asyncio.get_running_loop()
+            if suspect and self._suspect_resume > loop.time():
+                await asyncio.sleep(self._suspect_resume - loop.time())
+            if not admit():
+                raise Overloaded()
+            started = loop.time()
+            try:
+                return await asyncio.to_thread(func)
+            finally:
+                if suspect:
+                    self._suspect_resume = loop.time() + (loop.time() - started) * self.suspect_rest
         finally:
-            self._release()
+            self._release(suspect)
+
+    def _room(self, suspect: bool) -> bool:
+        if self._busy >= self.slots:
+            return False
+        return not suspect or self._busy_suspect < self.suspect_slots
+
+    def _take(self, suspect: bool) -> None:
+        self._busy += 1
+        self._busy_suspect += suspect
 
     async def _acquire(self, suspect: bool) -> None:
-        if self._busy < self.slots and not self._normal and not self._suspect:
-            self._busy += 1
-            return
         lane = self._suspect if suspect else self._normal
-        limit = self.max_suspect_waiting if suspect else self.max_waiting
-        if len(lane) >= limit:
+        if not lane and self._room(suspect) and (suspect is False or not self._normal):
+            self._take(suspect)
+            return
+        if len(lane) >= (self.max_suspect_waiting if suspect else self.max_waiting):
             raise Overloaded()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         lane.append(waiter)
@@ -159,16 +190,17 @@ class HashGate:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._release()  # the slot was handed over as the client went away
+                self._release(suspect)  # the slot was handed over as the client went away
             elif waiter in lane:
                 lane.remove(waiter)
             raise
 
-    def _release(self) -> None:
-        for lane in (self._normal, self._suspect):
-            while lane:
+    def _release(self, suspect: bool) -> None:
+        self._busy -= 1
+        self._busy_suspect -= suspect
+        for lane, is_suspect in ((self._normal, False), (self._suspect, True)):
+            while lane and self._room(is_suspect):
                 waiter = lane.popleft()
                 if not waiter.done():
-                    waiter.set_result(None)  # the slot passes straight to the waiter
-                    return
-        self._busy -= 1
+                    self._take(is_suspect)
+                    waiter.set_result(None)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import datetime as _dt
 import hashlib
 import hmac
 import math
 import secrets
+import time
 from pathlib import Path
+from typing import Callable
 
 import bcrypt
 from aiohttp import web
@@ -66,7 +69,8 @@ class Authenticator:
     def _fingerprint(self, password: str) -> bytes:
         return hmac.new(self._memo_key, password.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
 
-    async def check(self, user: str, password: str, suspect: bool = False) -> Role | None:
+    async def check(self, user: str, password: str, suspect: bool = False,
+                    admit: Callable[[], bool] = lambda: True) -> Role | None:
         """The user's role when the password is right; None otherwise (unknown user included).
 
         SUSPECT puts the check in the gate's lower lane; `Overloaded` is raised when that lane is full.
@@ -77,7 +81,7 @@ class Authenticator:
             memo = self._memo.get((user, hashed))
             if memo is not None and hmac.compare_digest(memo, self._fingerprint(password)):
                 return self._roles.get(user)
-            ok = await self.gate.run(suspect, lambda: _bcrypt_check(password.encode(), hashed.encode()))
+            ok = await self.gate.run(suspect, lambda: _bcrypt_check(password.encode(), hashed.encode()), admit)
             if ok:
                 self._memo[(user, hashed)] = self._fingerprint(password)
                 return self._roles.get(user)
@@ -85,7 +89,7 @@ class Authenticator:
                 return None
         # Unknown name, a password bcrypt cannot take, or a damaged hash line (refused before
         # any hashing): the same one check's work, so none of them can be told apart.
-        await self.gate.run(suspect, lambda: _bcrypt_check(b"asci-dummy-password", _DUMMY_HASH))
+        await self.gate.run(suspect, lambda: _bcrypt_check(b"asci-dummy-password", _DUMMY_HASH), admit)
         return None
 
 
@@ -133,11 +137,43 @@ def _slow_down(seconds: float) -> web.Response:
     return web.json_response(body, status=429, headers={"Retry-After": str(max(1, math.ceil(seconds)))})
 
 
+# A throttled answer is held this long (costing no CPU) before it is sent, so a client that
+# waits for answers cannot keep the service busy answering "too many"; beyond MAX_HELD at once
+# answers go out at once, so held connections stay bounded.
+HOLD_THROTTLED = 1.0
+MAX_HELD = 512
+# One log line per address per this many seconds while it is throttled, with a count of the rest.
+THROTTLE_LOG_EVERY = 10.0
+
+
 class TokenService:
     def __init__(self, signer: TokenSigner, authenticator: Authenticator, throttle: LoginThrottle | None = None):
         self.signer = signer
         self.auth = authenticator
         self.throttle = throttle or LoginThrottle()
+        self._held = 0
+        self._throttle_logged: collections.OrderedDict[str, tuple[float, int]] = collections.OrderedDict()
+
+    def _log_throttled(self, user: str, address: str, reason: str) -> None:
+        now = time.monotonic()
+        last, suppressed = self._throttle_logged.pop(address, (0.0, 0))
+        if now - last < THROTTLE_LOG_EVERY:
+            self._throttle_logged[address] = (last, suppressed + 1)
+        else:
+            log.warning("registry token refused", user=loggable_name(user), source_ip=address, reason=reason,
+                        also_refused_since_last_line=suppressed)
+            self._throttle_logged[address] = (now, 0)
+        while len(self._throttle_logged) > 10000:
+            self._throttle_logged.popitem(last=False)
+
+    async def _held_back(self, seconds: float) -> web.Response:
+        if self._held < MAX_HELD:
+            self._held += 1
+            try:
+                await asyncio.sleep(min(seconds, HOLD_THROTTLED))
+            finally:
+                self._held -= 1
+        return _slow_down(seconds)
 
     async def _issue(self, request: web.Request, user: str | None, password: str | None, service: str | None,
                      scope_texts: list[str]) -> web.Response:
@@ -149,15 +185,14 @@ class TokenService:
         address = request.remote or "?"
         wait = self.throttle.retry_after(user, address)
         if wait > 0:
-            log.warning("registry token refused", user=loggable_name(user), source_ip=address,
-                        reason="throttled after failed logins", retry_after=round(wait, 1))
-            return _slow_down(wait)
+            self._log_throttled(user, address, "throttled after failed logins")
+            return await self._held_back(wait)
         try:
-            role = await self.auth.check(user, password, suspect=self.throttle.suspect(address))
+            role = await self.auth.check(user, password, suspect=self.throttle.suspect(address),
+                                         admit=lambda: self.throttle.retry_after(user, address) <= 0)
         except Overloaded:
-            log.warning("registry token refused", user=loggable_name(user), source_ip=address,
-                        reason="too many checks waiting from addresses that failed before")
-            return _slow_down(1)
+            self._log_throttled(user, address, "throttled while waiting, or too many checks waiting")
+            return await self._held_back(1)
         if role is None:
             self.throttle.failed(user, address)
             log.warning("registry token refused", user=loggable_name(user), source_ip=address,
