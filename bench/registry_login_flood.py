@@ -32,7 +32,7 @@ import urllib3
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asci_core.config import load_config  # noqa: E402
-from registry.sandbox import Sandbox  # noqa: E402
+from tests.support.sandbox import Sandbox  # noqa: E402
 from registry.users import Role, UserStore  # noqa: E402
 
 

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
+from asci_core.errors import AsciError
+
 T = TypeVar("T")
 
 
@@ -123,7 +125,7 @@ class LoginThrottle:
         self._trusted.touch(_key("pair", f"{account}\0{address}")).last = self.clock()
 
 
-class Overloaded(Exception):
+class Overloaded(AsciError):
     """Refused without a check: the lower lane is full, or the request was throttled while it waited."""
 
 

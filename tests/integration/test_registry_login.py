@@ -21,7 +21,7 @@ import pytest
 import requests
 import urllib3
 
-from registry.sandbox import Sandbox
+from tests.support.sandbox import Sandbox
 from registry.tokens import REGISTRY_LEEWAY, Scope, TokenSigner
 from registry.users import ADMIN_USER
 
