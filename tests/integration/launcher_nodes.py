@@ -200,7 +200,7 @@ class NodeCluster:
                 client.images.load(archive)
             finally:
                 client.close()
-        self.timings["image"] = time.monotonic() - began
+        self.timings[f"load {reference}"] = time.monotonic() - began
 
     def log_tail(self, node: EngineNode, lines: int = 20) -> str:
         try:
