@@ -84,11 +84,12 @@ def data_root(tmp_path: Path) -> Path:
     return root
 
 
-def build(swarm: NodeCluster, tmp_path: Path, scope, environments, memory: str = "4g") -> SwarmLauncher:
+def build(swarm: NodeCluster, tmp_path: Path, scope, environments, memory: str = "4g",
+          manager_timeout: float = 5.0) -> SwarmLauncher:
     manager = swarm.nodes[0]
     # Swarm reports the whole machine for each node; ASCI admits against this configured share.
     nodes = [NodeSettings(name=n.name, url=n.url, cpus=2.0, memory=memory, gpus=0, timeout=5.0) for n in swarm]
-    settings = LauncherSettings(backend="swarm", swarm=SwarmSettings(manager=manager.url, timeout=5.0,
+    settings = LauncherSettings(backend="swarm", swarm=SwarmSettings(manager=manager.url, timeout=manager_timeout,
                                                                      start_timeout=30.0),
                                 environments=environments, nodes=nodes, stop_timeout=2, max_sessions_per_user=4)
     (tmp_path / "users.yaml").write_text(USERS)
@@ -201,6 +202,29 @@ def test_reconcile_closes_a_session_whose_service_vanished_and_adopts_a_running_
         assert launcher.show(kept.id).node == kept.node and launcher.show(kept.id).container_id == kept.container_id
         assert launcher.reconcile() == ReconcileReport()  # agreement reached
         launcher.stop(kept.id)
+        assert services(swarm, scope) == []
+    finally:
+        launcher.close()
+
+
+def test_a_manager_that_stops_answering_loses_the_sessions_until_it_answers(swarm, scope, tmp_path, data_root):
+    launcher = build(swarm, tmp_path, scope, [tiny_environment(data_root)], manager_timeout=2.0)
+    manager = swarm.nodes[0]
+    try:
+        record = launcher.create("alice", "tiny")
+        manager.freeze()
+        try:
+            report = launcher.reconcile()
+            assert report.lost == [record.id]
+            assert launcher.show(record.id).reason == "the Swarm manager is not answering: timed out"
+            with pytest.raises(NoCapacity, match="swarm-manager: down"):
+                launcher.create("bob", "tiny")
+            assert launcher.list(user="bob", include_stopped=True) == []  # refused before anything was recorded
+        finally:
+            manager.thaw()
+        report = launcher.reconcile()
+        assert report.recovered == [record.id] and launcher.show(record.id).state == READY
+        launcher.stop(record.id)
         assert services(swarm, scope) == []
     finally:
         launcher.close()
