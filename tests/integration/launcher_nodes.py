@@ -111,6 +111,7 @@ class NodeCluster:
     # --- start -----------------------------------------------------------
 
     def start(self) -> None:
+        sweep_abandoned()
         began = time.monotonic()
         self.base.mkdir(parents=True, exist_ok=False)
         (self.base / "owner").write_text(str(os.getpid()))
@@ -237,6 +238,31 @@ class NodeCluster:
             _remove_cgroups(node.cgroup_parent)
         _remove_tree(self.base)
         self.timings["teardown"] = time.monotonic() - began
+
+
+def sweep_abandoned() -> None:
+    """Remove what a run that was killed before its teardown left behind (its owner process is gone):
+    the processes in its namespaces, the namespaces, sockets, cgroups and data. Runs still alive are
+    never touched."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout.split()
+    for base in ROOT.glob("*-*") if ROOT.is_dir() else ():
+        try:
+            owner = int((base / "owner").read_text())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{owner}").exists():
+            continue
+        token = base.name.rsplit("-", 1)[1]
+        namespaces = [n for n in listed if n.startswith(f"asci-t-{token}-")]
+        for name in namespaces:
+            _kill_namespace_processes(Path("/run/netns") / name)
+        for name in namespaces:
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
+        for sock in Path("/run").glob(f"asci-test-{token}-n*.sock"):
+            sock.unlink(missing_ok=True)
+        for node in base.glob("n*"):
+            _remove_cgroups(f"/asci-test-{token}-{node.name}")
+        _remove_tree(base)
 
 
 def _namespace_pids(netns: Path) -> list[int]:
