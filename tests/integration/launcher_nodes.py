@@ -186,10 +186,24 @@ class NodeCluster:
         self._start_engine(node, self.nodes.index(node) + 1)
         self.wait_answering(node)
 
-    def kill(self, node: EngineNode) -> None:
-        """The engine dies (its sessions' containers keep running under their shims)."""
+    def kill(self, node: EngineNode, timeout: float = 30.0) -> None:
+        """The engine dies (its sessions' containers keep running under their shims).
+
+        Its containerd dies with it, but is reaped by this machine's init only after a
+        while; until then a new engine takes the zombie for a running containerd and waits
+        for it in vain, so this returns once that process is gone."""
+        pidfile = node.base / "exec/containerd/containerd.pid"
+        try:
+            containerd = int(pidfile.read_text())
+        except (OSError, ValueError):
+            containerd = None
         node.process.kill()
-        node.process.wait(timeout=30)
+        node.process.wait(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while containerd is not None and Path(f"/proc/{containerd}").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"containerd of {node.name} (pid {containerd}) did not go")
+            time.sleep(0.05)
 
     def load_image(self, source: docker.DockerClient, reference: str) -> None:
         """Copy REFERENCE from SOURCE into every node (docker save | docker load)."""

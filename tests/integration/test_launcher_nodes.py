@@ -16,7 +16,7 @@ from asci_core.launcher.settings import NodeSettings
 from asci_core.launcher.store import LOST, READY, STOPPED
 from tests.conftest import LABELS
 from tests.integration.launcher_nodes import NodeCluster, EngineNode
-from tests.integration.launcher_support import TINY, build_launcher, make_data, tiny_environment, wait_for
+from tests.integration.launcher_support import TINY, build_launcher, make_data, tiny_environment
 
 pytestmark = pytest.mark.integration
 # Short: a hung engine is noticed within this many seconds.
@@ -52,8 +52,8 @@ def containers_on(node: EngineNode, scope: dict[str, str]) -> dict[str, str]:
     """Session containers within SCOPE on NODE's engine: {id: status}."""
     client = node.client()
     try:
-        found = client.containers.list(all=True, filters={"label": [f"{k}={v}" for k, v in scope.items()]})
-        return {c.id: c.status for c in found}
+        found = client.api.containers(all=True, filters={"label": [f"{k}={v}" for k, v in scope.items()]})
+        return {c["Id"]: c["State"] for c in found}
     finally:
         client.close()
 

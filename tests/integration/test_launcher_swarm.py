@@ -105,16 +105,20 @@ def services(swarm: NodeCluster, scope) -> list[dict]:
         client.close()
 
 
-def containers_on(node: EngineNode, scope) -> list:
+def containers_on(node: EngineNode, scope) -> list[str]:
+    """Ids of the containers within SCOPE on NODE (one listing: a container being removed meanwhile
+    is not looked up)."""
     client = node.client()
     try:
-        return client.containers.list(all=True, filters={"label": [f"{k}={v}" for k, v in scope.items()]})
+        found = client.api.containers(all=True, filters={"label": [f"{k}={v}" for k, v in scope.items()]})
+        return [c["Id"] for c in found]
     finally:
         client.close()
 
 
 def test_a_session_service_runs_on_a_node_matching_its_constraint_and_stop_removes_it(swarm, scope, tmp_path,
-                                                                                      data_root, password_image):
+                                                                                      data_root, password_image,
+                                                                                      request):
     env = tiny_environment(data_root, node_labels={"beamline": "i03"}, image=password_image)
     launcher = build(swarm, tmp_path, scope, [env])
     try:
@@ -127,8 +131,11 @@ def test_a_session_service_runs_on_a_node_matching_its_constraint_and_stop_remov
         assert task["RestartPolicy"]["Condition"] == "none"
         assert task["Resources"]["Reservations"] == {"NanoCPUs": 250_000_000, "MemoryBytes": 64 * 1024 ** 2}
         assert "Ports" not in (service.get("Endpoint") or {}).get("Spec", {})
-        (container,) = containers_on(swarm.nodes[0], scope)
+        (container_id,) = containers_on(swarm.nodes[0], scope)
         assert containers_on(swarm.nodes[1], scope) == [] and containers_on(swarm.nodes[2], scope) == []
+        node_client = swarm.nodes[0].client()
+        request.addfinalizer(node_client.close)
+        container = node_client.containers.get(container_id)
         host = container.attrs["HostConfig"]
         assert host["NanoCpus"] == 250_000_000 and host["Memory"] == 64 * 1024 ** 2 and host["PidsLimit"] == 64
         assert host["CapDrop"] == ["ALL"] and host["Init"] is True and host["LogConfig"]["Type"] == "journald"
