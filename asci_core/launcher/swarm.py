@@ -144,7 +144,8 @@ class SwarmLauncher(Launcher):
         reservations: dict[str, Reservation] = {}
         for service in services:
             found = _reservation(service, tasks.get(service["ID"]), hostnames)
-            if found is not None:
+            # One not placed yet is counted by its record, on the node admission chose for it.
+            if found is not None and found.node:
                 reservations[found.session] = found
         return capacities, reservations, down
 
