@@ -16,6 +16,7 @@ inside the namespaces, none collides with the shared engine's 172.17/16.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -245,6 +246,10 @@ class NodeCluster:
         # Whatever is left in our namespaces (containerd, shims, session processes) was started here.
         for name in reversed(self._namespaces):
             _kill_namespace_processes(Path("/run/netns") / name)
+        # Session containers have namespaces of their own, and live restore keeps them past their
+        # engine: they are found by the node's cgroup parent.
+        for node in self.nodes:
+            _kill_cgroup_processes(node.cgroup_parent)
         for name in reversed(self._namespaces):
             subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
         for node in self.nodes:
@@ -275,8 +280,18 @@ def sweep_abandoned() -> None:
         for sock in Path("/run").glob(f"asci-test-{token}-n*.sock"):
             sock.unlink(missing_ok=True)
         for node in base.glob("n*"):
+            _kill_cgroup_processes(f"/asci-test-{token}-{node.name}")
             _remove_cgroups(f"/asci-test-{token}-{node.name}")
         _remove_tree(base)
+    # A cgroup parent whose run has no directory any more finished its teardown (the directory goes
+    # last), so whatever still runs there was left behind.
+    live_tokens = {b.name.rsplit("-", 1)[1] for b in ROOT.glob("*-*")} if ROOT.is_dir() else set()
+    pids = SUBSYSTEMS / "pids"
+    for parent in pids.glob("asci-test-*-n*") if pids.is_dir() else ():
+        mine = re.fullmatch(r"asci-test-([0-9a-f]{6})-n\d+", parent.name)
+        if mine and mine.group(1) not in live_tokens:
+            _kill_cgroup_processes(f"/{parent.name}")
+            _remove_cgroups(f"/{parent.name}")
 
 
 def _namespace_pids(netns: Path) -> list[int]:
@@ -302,6 +317,30 @@ def _kill_namespace_processes(netns: Path) -> None:
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def _cgroup_pids(parent: str) -> list[int]:
+    top = SUBSYSTEMS / "pids" / parent.lstrip("/")
+    found: list[int] = []
+    for procs in top.rglob("cgroup.procs") if top.is_dir() else ():
+        try:
+            found += [int(line) for line in procs.read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _kill_cgroup_processes(parent: str) -> None:
+    deadline = time.monotonic() + 20
+    while pids := _cgroup_pids(parent):
+        for pid in pids:
+            try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
