@@ -155,3 +155,25 @@ def test_a_node_whose_engine_dies_loses_its_sessions_until_the_engine_is_back(en
         assert containers_on(first_node, scope) == {} and containers_on(second_node, scope) == {}
     finally:
         launcher.close()
+
+
+def test_the_node_tooling_leaves_nothing_behind_when_a_test_fails(docker_client):
+    """What every fixture here relies on: a failure inside the cluster still removes it all."""
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with NodeCluster(1, "gone", live_restore=True) as cluster:
+            cluster.load_image(docker_client, TINY)
+            node = cluster.nodes[0]
+            client = node.client()
+            try:  # a session left running, its engine hung: the worst case
+                client.containers.run(TINY, ["sleep", "3600"], detach=True, init=True)
+            finally:
+                client.close()
+            node.freeze()
+            raise Boom()
+    assert not cluster.base.exists() and not node.socket.exists()
+    assert not any(p.name.startswith(f"asci-t-{cluster.token}") for p in Path("/run/netns").iterdir())
+    assert not list(Path("/sys/fs/cgroup/pids").glob(f"asci-test-{cluster.token}-*"))
+    assert not Path(f"/proc/{node.process.pid}").exists()
