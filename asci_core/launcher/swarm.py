@@ -32,7 +32,7 @@ import docker.types
 from asci_core.config_base import Secret
 from asci_logging.container_logging import log_config
 
-from .directory import Directory, User
+from .directory import Directory, Researcher
 from .errors import Conflict, LauncherError, NoCapacity, NodeUnavailable, StartFailed
 from .inventory import COMPONENT, SESSION_LABEL, Capacity, Reservation, reservation_from_container
 from .nodes import NodeDown, NodePool
@@ -47,7 +47,7 @@ FINISHED = frozenset({"complete", "shutdown", "failed", "rejected", "remove", "o
 POLL_INTERVAL = 0.1
 
 
-def service_kwargs(env: EnvironmentSettings, user: User, reservation: Reservation, mounts: list[BindMount],
+def service_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Reservation, mounts: list[BindMount],
                    scope: Mapping[str, str], stop_timeout: int) -> dict[str, Any]:
     """Arguments of `APIClient.create_service` for one session."""
     name = container_name(reservation.session)
@@ -161,7 +161,7 @@ class SwarmLauncher(Launcher):
 
     # --- start and stop ----------------------------------------------------
 
-    def _start(self, record: SessionRecord, env: EnvironmentSettings, who: User, mounts: list) -> SessionRecord:
+    def _start(self, record: SessionRecord, env: EnvironmentSettings, who: Researcher, mounts: list) -> SessionRecord:
         if env.gpus:
             self.store.update(record.id, state=STOPPED, reason="GPUs need the engines backend")
             raise StartFailed(f"environment {env.name!r} needs GPUs, which the Swarm backend does not assign; "
