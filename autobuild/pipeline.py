@@ -6,6 +6,7 @@ Nothing from a webhook reaches a shell: git and the engine get arguments.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import re
 import shutil
@@ -57,6 +58,8 @@ class Result:
     parents: list[dict[str, str | None]]  # FROM images, and the ARG that supplies each tag
     latest_moved: bool
     stages: list[StageRecord] = field(default_factory=list)
+    commit: str = ""  # the commit built (an annotated tag's delivered hash is its tag object)
+    tag_object: str | None = None
 
 
 def image_repository(repo: RepositorySettings) -> str:
@@ -132,11 +135,13 @@ class Pipeline:
         client = docker.DockerClient(base_url=f"unix://{self.engine_socket}", timeout=600)
         try:
             with stage("clone"):
-                self._clone(host, repo, build, clone_dir, log, secrets)
+                commit, tag_object = self._clone(host, repo, build, clone_dir, log, secrets)
+            build = dataclasses.replace(build, commit_sha=commit, tag_object=tag_object)
             with stage("build") as rec:
                 parents = self._build(client, repo, host, build, clone_dir, f"{image}:{build.tag}", log)
                 rec.note = f"FROM {', '.join(p.image for p in parents) or '(none)'}"
             with stage("push") as rec:
+                self._guard_release(client, repo, build, f"{image}:{build.tag}", log)
                 digest = self._push(client, image, build.tag, log)
                 rec.note = digest
             with stage("verify") as rec:
@@ -147,7 +152,8 @@ class Pipeline:
                 with stage("latest") as rec:
                     latest_moved = self._move_latest(client, image, image_repository(repo), build, digest, log)
                     rec.note = "moved" if latest_moved else "a higher version holds latest"
-            return Result(digest, [{"image": p.image, "tag_arg": p.tag_arg} for p in parents], latest_moved, stages)
+            return Result(digest, [{"image": p.image, "tag_arg": p.tag_arg} for p in parents], latest_moved, stages,
+                          commit, tag_object)
         finally:
             client.close()
             shutil.rmtree(clone_dir, ignore_errors=True)
@@ -155,7 +161,8 @@ class Pipeline:
     # --- stages ---------------------------------------------------------------
 
     def _clone(self, host: BitbucketHostSettings, repo: RepositorySettings, build: Build, dest: Path,
-               log: BuildLog, secrets: Secrets) -> None:
+               log: BuildLog, secrets: Secrets) -> tuple[str, str | None]:
+        """Clone the tag; (the commit checked out, the annotated tag's object hash or None)."""
         project, slug = repo.name.split("/", 1)
         url = host.clone_url.format(
             project=quote(project, safe=""), slug=quote(slug, safe=""),
@@ -174,12 +181,18 @@ class Pipeline:
             raise TransientError("clone", f"git clone failed: {text.strip()}")
         try:
             head = cloned.head.commit.hexsha
+            # Bitbucket Server names an annotated tag by its tag object, which peels to the commit.
+            ref = cloned.git.rev_parse(f"refs/tags/{build.tag}")
         finally:
             cloned.close()
-        if head != build.commit_sha:
-            raise BuildError("clone", f"tag {build.tag} now points at {head}, not at {build.commit_sha} "
-                                      "as the webhook said; a newer delivery will build it")
-        log.write(f"checked out {head}")
+        tag_object = ref if ref != head else None
+        if build.commit_sha not in (head, ref):
+            raise BuildError("clone", f"tag {build.tag} now points at {head}"
+                                      + (f" (tag object {ref})" if tag_object else "")
+                                      + f", not at {build.commit_sha} as the webhook said: it moved after the push, "
+                                        "and the delivery of the move decides what is built")
+        log.write(f"checked out {head}" + (f" (annotated tag {tag_object})" if tag_object else ""))
+        return head, tag_object
 
     def _build(self, client: docker.DockerClient, repo: RepositorySettings, host: BitbucketHostSettings,
                build: Build, clone_dir: Path, ref: str, log: BuildLog) -> list[FromLine]:
@@ -237,6 +250,36 @@ class Pipeline:
                 if _TRANSIENT_TEXT.search(str(exc)):
                     raise TransientError("build", f"pulling base {name}:{tag}: {exc}") from None
                 raise BuildError("build", f"pulling base {name}:{tag}: {exc}") from None
+
+    def _guard_release(self, client: docker.DockerClient, repo: RepositorySettings, build: Build, ref: str,
+                       log: BuildLog) -> None:
+        """An immutable repository's tag that the registry holds as another image is never pushed again.
+
+        Allowed: the tag is new, the registry holds this very image, or an earlier attempt of this
+        build pushed it. Rebuilds for a new parent version replace the tag by design.
+        """
+        if not repo.immutable_tags or build.trigger == "rebuild":
+            return
+        repository = image_repository(repo)
+        registry = RegistryClient(self.access)
+        try:
+            manifest = registry.get_manifest(repository, build.tag)
+            if manifest.data.get("config", {}).get("digest") == client.images.get(ref).id:
+                return
+            labels = (registry.image_config(manifest).get("config") or {}).get("Labels") or {}
+        except NotFound:
+            return
+        except RegistryUnavailable as exc:
+            raise TransientError("push", f"registry unavailable: {exc}") from None
+        except RegistryError as exc:
+            raise BuildError("push", f"registry: {exc}") from None
+        if labels.get("asci.build.id") == str(build.id):
+            log.write(f"{repository}:{build.tag} was pushed by an earlier attempt of this build; replacing it")
+            return
+        raise BuildError("push", f"{repository}:{build.tag} is already in the registry as {manifest.digest}, "
+                                 f"built from other content (build {labels.get('asci.build.id', 'unknown')}); "
+                                 "releases are immutable, so it is not pushed again "
+                                 "(immutable_tags: false on the repository allows it)")
 
     def _push(self, client: docker.DockerClient, image: str, tag: str, log: BuildLog) -> str:
         digest = None

@@ -37,13 +37,13 @@ class Autobuild:
         self.settings = config.autobuild
         self.workdir = workdir_of(config)
         self.store = Store(self.workdir / "autobuild.db")
-        self.intake = Intake(self.settings, self.store)
-        self.metrics = Metrics(self.store.counts)
-        self.access = registry_access(config)
-        self.repositories = {r.name: r for r in self.settings.repositories}
         public = self.settings.public_url or f"http://{config.server.host}:{config.server.port}"
         self.slack = SlackNotifier(config.slack.webhook_url, notify_success=config.slack.notify_success,
                                    public_url=public)
+        self.intake = Intake(self.settings, self.store, on_tag_moved=self.slack.tag_moved)
+        self.metrics = Metrics(self.store.counts)
+        self.access = registry_access(config)
+        self.repositories = {r.name: r for r in self.settings.repositories}
         self.pipeline = Pipeline(workdir=self.workdir, access=self.access, engine_socket=config.stack.docker.socket,
                                  repositories=self.repositories, hosts={h.name: h for h in self.settings.hosts},
                                  succeeded_tags=self.store.succeeded_tags)
@@ -100,7 +100,7 @@ class Autobuild:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            build = self.store.get(build_id)
+            build = await asyncio.to_thread(self.store.get, build_id)
             try:
                 await self._run(build)
             except Exception as exc:  # a bug in follow-up handling must not kill the worker
@@ -130,6 +130,7 @@ class Autobuild:
                     self.metrics.stage_seconds.labels(stage.name).observe(stage.finished_at - stage.started_at)
             await self._write(set_fields(build.id, status=SUCCEEDED, digest=result.digest, parents=result.parents,
                                          error=None, failed_stage=None, finished_at=time.time(),
+                                         commit_sha=result.commit or build.commit_sha, tag_object=result.tag_object,
                                          stages=[s.to_json() for s in result.stages]))
             self.metrics.builds.labels(SUCCEEDED).inc()
             blog.write(f"==> succeeded: {result.digest}")
@@ -168,7 +169,8 @@ class Autobuild:
         log.error("build finished", build_id=build.id, repository=build.repository, tag=build.tag,
                   outcome="failure", commit=build.commit_sha, stage=exc.stage, error=str(exc),
                   duration_s=round(time.time() - (build.started_at or time.time()), 3), trigger=build.trigger)
-        self.slack.build_failed(build, exc.stage, str(exc), last_lines(self.log_path(build.id), 15))
+        tail = await asyncio.to_thread(last_lines, self.log_path(build.id), 15)
+        self.slack.build_failed(build, exc.stage, str(exc), tail)
 
     # --- inheritance ------------------------------------------------------------------
 
@@ -178,14 +180,14 @@ class Autobuild:
         return Graph.build(images, {name: [p["image"] for p in b.parents] for name, b in latest.items() if name in images})
 
     async def _queue_children(self, root: Build, blog: BuildLog) -> None:
-        graph = self.graph()
+        graph = await asyncio.to_thread(self.graph)
         for cycle in graph.cycles:
             blog.write(f"==> inheritance cycle, not rebuilt: {' -> '.join(cycle)}")
             log.warning("inheritance cycle", cycle=cycle)
         order = graph.descendants_in_order(root.repository)
         if not order:
             return
-        latest = self.store.latest_succeeded()
+        latest = await asyncio.to_thread(self.store.latest_succeeded)
         tag_of = {root.repository: root.tag}
         key_of: dict[str, str] = {}
         new: list[NewBuild] = []
@@ -211,7 +213,9 @@ class Autobuild:
         log.info("children queued", build_id=root.id, children=queued)
         self._wake.set()
 
-    async def retry(self, build_id: int) -> int:
-        new_id = await self._write(retry_build(build_id))
-        self._wake.set()
+    async def retry(self, build_id: int, force: bool = False) -> int | None:
+        """A new build of a finished one; None when it succeeded and FORCE is not set (a release stays as built)."""
+        new_id = await self._write(retry_build(build_id, force))
+        if new_id is not None:
+            self._wake.set()
         return new_id

@@ -99,10 +99,11 @@ def test_unknown_event_is_400(env, stack):
     assert resp.status_code == 400 and "unsupported event 'pr:opened'" in resp.json()["reason"]
 
 
-def test_unconfigured_repository_is_403(env, stack):
+def test_unconfigured_repository_answers_like_a_bad_signature(env, stack):
+    # Issue 8.2: a 403 naming the repository told which repositories exist.
     resp = deliver(env["serve"].url, server_payload(f"TR/other-{TOKEN}", "v1.0.0", env["commit"]))
-    assert resp.status_code == 403
-    assert resp.json()["reason"] == f"repository TR/other-{TOKEN} is not configured for autobuild"
+    assert resp.status_code == 401
+    assert resp.json() == {"status": "refused", "reason": "signature does not match"}
     assert_nothing_happened(env, stack)
 
 
