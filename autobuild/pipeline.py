@@ -133,6 +133,9 @@ class Pipeline:
             log.write(f"==> {name} done in {record.finished_at - record.started_at:.2f}s")
 
         client = docker.DockerClient(base_url=f"unix://{self.engine_socket}", timeout=600)
+        # One registry client per build (builds run in parallel threads): the release check and the
+        # verification share its token, so the token service checks our password once, not twice.
+        registry = RegistryClient(self.access)
         try:
             with stage("clone"):
                 commit, tag_object = self._clone(host, repo, build, clone_dir, log, secrets)
@@ -141,16 +144,17 @@ class Pipeline:
                 parents = self._build(client, repo, host, build, clone_dir, f"{image}:{build.tag}", log)
                 rec.note = f"FROM {', '.join(p.image for p in parents) or '(none)'}"
             with stage("push") as rec:
-                self._guard_release(client, repo, build, f"{image}:{build.tag}", log)
+                self._guard_release(client, registry, repo, build, f"{image}:{build.tag}", log)
                 digest = self._push(client, image, build.tag, log)
                 rec.note = digest
             with stage("verify") as rec:
-                self._verify(image_repository(repo), build.tag, digest)
+                self._verify(registry, image_repository(repo), build.tag, digest)
                 rec.note = "registry digest matches"
             latest_moved = False
             if repo.move_latest:
                 with stage("latest") as rec:
-                    latest_moved = self._move_latest(client, image, image_repository(repo), build, digest, log)
+                    latest_moved = self._move_latest(client, registry, image, image_repository(repo), build, digest,
+                                                     log)
                     rec.note = "moved" if latest_moved else "a higher version holds latest"
             return Result(digest, [{"image": p.image, "tag_arg": p.tag_arg} for p in parents], latest_moved, stages,
                           commit, tag_object)
@@ -251,8 +255,8 @@ class Pipeline:
                     raise TransientError("build", f"pulling base {name}:{tag}: {exc}") from None
                 raise BuildError("build", f"pulling base {name}:{tag}: {exc}") from None
 
-    def _guard_release(self, client: docker.DockerClient, repo: RepositorySettings, build: Build, ref: str,
-                       log: BuildLog) -> None:
+    def _guard_release(self, client: docker.DockerClient, registry: RegistryClient, repo: RepositorySettings,
+                       build: Build, ref: str, log: BuildLog) -> None:
         """An immutable repository's tag that the registry holds as another image is never pushed again.
 
         Allowed: the tag is new, the registry holds this very image, or an earlier attempt of this
@@ -261,7 +265,6 @@ class Pipeline:
         if not repo.immutable_tags or build.trigger == "rebuild":
             return
         repository = image_repository(repo)
-        registry = RegistryClient(self.access)
         try:
             manifest = registry.get_manifest(repository, build.tag)
             if manifest.data.get("config", {}).get("digest") == client.images.get(ref).id:
@@ -303,10 +306,9 @@ class Pipeline:
         log.write(f"pushed {image}:{tag} as {digest}")
         return digest
 
-    def _verify(self, repository: str, tag: str, digest: str) -> None:
+    def _verify(self, registry: RegistryClient, repository: str, tag: str, digest: str) -> None:
         try:
-            # A client per call: builds run in parallel threads, and a client learns auth state as it goes.
-            stored = RegistryClient(self.access).manifest_digest(repository, tag)
+            stored = registry.manifest_digest(repository, tag)
         except RegistryUnavailable as exc:
             raise TransientError("verify", f"registry unavailable: {exc}") from None
         except NotFound:
@@ -316,15 +318,15 @@ class Pipeline:
         if stored != digest:
             raise BuildError("verify", f"registry holds {stored} for {repository}:{tag}, not the pushed {digest}")
 
-    def _move_latest(self, client: docker.DockerClient, image: str, repository: str, build: Build, digest: str,
-                     log: BuildLog) -> bool:
+    def _move_latest(self, client: docker.DockerClient, registry: RegistryClient, image: str, repository: str,
+                     build: Build, digest: str, log: BuildLog) -> bool:
         top = highest_release([*self.succeeded_tags(build.repository), build.tag])
         if top != build.tag:
             log.write(f"latest stays: {top} is higher than {build.tag}")
             return False
         client.api.tag(f"{image}:{build.tag}", image, "latest", force=True)
         pushed = self._push(client, image, "latest", log)
-        self._verify(repository, "latest", pushed)
+        self._verify(registry, repository, "latest", pushed)
         if pushed != digest:
             raise BuildError("latest", f"latest was pushed as {pushed}, expected {digest}")
         return True
