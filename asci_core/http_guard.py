@@ -39,9 +39,9 @@ LIMITS_KEY = web.AppKey("connection_limits", ConnectionLimits)
 class _Guarded(asyncio.Protocol):
     """Wraps one aiohttp RequestHandler; forwards everything once the connection is admitted."""
 
-    def __init__(self, factory: "_GuardedFactory", inner: Any):
+    def __init__(self, factory: "_GuardedFactory"):
         self._factory = factory
-        self._inner = inner
+        self._inner: Any = None  # aiohttp's RequestHandler, made only for an admitted connection
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._admitted = False
@@ -56,6 +56,7 @@ class _Guarded(asyncio.Protocol):
             return
         self._admitted = True
         self._factory.open += 1
+        self._inner = self._factory.server()
         self._timer = asyncio.get_running_loop().call_later(limits.header_timeout, self._too_slow)
         self._inner.connection_made(transport)
 
@@ -108,7 +109,7 @@ class _GuardedFactory:
         self.open = 0
 
     def __call__(self) -> _Guarded:
-        return _Guarded(self, self.server())
+        return _Guarded(self)
 
     def __getattr__(self, name: str) -> Any:  # the rest of the Server interface, for the sites
         return getattr(self.server, name)

@@ -261,3 +261,15 @@ def test_slow_body_is_dropped(env):
     assert b"body did not arrive within 2 seconds" in received
     assert time.monotonic() - started >= BODY_TIMEOUT - 0.1
     assert serve.builds(repository=REPO, status="queued") == []
+
+
+def test_idle_keep_alive_connection_is_closed(env):
+    s = socket.create_connection(("127.0.0.1", env["serve"].port), timeout=5)
+    started = time.monotonic()
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive by default in HTTP/1.1; then idle
+        received = wait_closed([s], started + HEADER_TIMEOUT + 10)[s]
+    finally:
+        s.close()
+    assert received.startswith(b"HTTP/1.1 200 OK")
+    assert time.monotonic() - started >= HEADER_TIMEOUT - 0.5  # closed by the idle timeout, not at once
