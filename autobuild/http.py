@@ -22,6 +22,7 @@ AUTOBUILD_KEY = web.AppKey("autobuild", Autobuild)
 STATUSES = ("queued", "running", "succeeded", "failed", "skipped")
 MAX_BUILD_ID = 2 ** 63 - 1  # SQLite's INTEGER
 LOG_CHUNK = 1024 * 1024
+MAX_WAIT_SECONDS = 60.0
 
 
 def setup(app: web.Application, autobuild: Autobuild) -> None:
@@ -135,8 +136,19 @@ async def list_builds(request: web.Request) -> web.Response:
 
 
 async def show_build(request: web.Request) -> web.Response:
+    """`?wait=SECONDS` (up to 60) answers when the build has ended or the time is up: no polling needed."""
+    ab = request.app[AUTOBUILD_KEY]
     bid = build_id(request.match_info["id"])
-    build = await asyncio.to_thread(request.app[AUTOBUILD_KEY].store.get, bid) if bid else None
+    try:
+        wait = min(float(request.query.get("wait", "0")), MAX_WAIT_SECONDS)
+    except ValueError:
+        return web.json_response({"error": "wait must be a number of seconds"}, status=400)
+    if bid is None:
+        build = None
+    elif wait > 0:
+        build = await ab.wait_finished(bid, wait)
+    else:
+        build = await asyncio.to_thread(ab.store.get, bid)
     return web.json_response(build.to_json()) if build else _not_found(request)
 
 

@@ -20,7 +20,7 @@ from autobuild.intake import Intake
 from autobuild.metrics import Metrics
 from autobuild.pipeline import Pipeline, StageRecord, image_repository
 from autobuild.slack import SlackNotifier
-from autobuild.store import (FAILED, QUEUED, SUCCEEDED, Build, NewBuild, Store, claim_next, insert_builds,
+from autobuild.store import (FAILED, FINISHED, QUEUED, SUCCEEDED, Build, NewBuild, Store, claim_next, insert_builds,
                              requeue_interrupted, retry_build, set_fields, skip_dependents)
 from registry.service import registry_access
 
@@ -48,6 +48,8 @@ class Autobuild:
                                  repositories=self.repositories, hosts={h.name: h for h in self.settings.hosts},
                                  succeeded_tags=self.store.succeeded_tags)
         self._wake = asyncio.Event()
+        # Replaced each time a build ends, so `GET /builds/{id}?wait=` sleeps until then instead of polling.
+        self._finished = asyncio.Event()
         self._workers: list[asyncio.Task] = []
         self._stopping = False
 
@@ -83,6 +85,25 @@ class Autobuild:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _announce_finished(self) -> None:
+        event, self._finished = self._finished, asyncio.Event()
+        event.set()
+
+    async def wait_finished(self, build_id: int, timeout: float) -> Build | None:
+        """The build once it has ended, or as it is when TIMEOUT runs out (None if there is no such build)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            event = self._finished  # taken before the read: an end between read and wait is not missed
+            build = await asyncio.to_thread(self.store.get, build_id)
+            left = deadline - loop.time()
+            if build is None or build.status in FINISHED or left <= 0:
+                return build
+            try:
+                await asyncio.wait_for(event.wait(), left)
+            except asyncio.TimeoutError:
+                pass
 
     async def _write(self, op):
         return await asyncio.wrap_future(self.store.submit(op))
@@ -132,6 +153,7 @@ class Autobuild:
                                          error=None, failed_stage=None, finished_at=time.time(),
                                          commit_sha=result.commit or build.commit_sha, tag_object=result.tag_object,
                                          stages=[s.to_json() for s in result.stages]))
+            self._announce_finished()
             self.metrics.builds.labels(SUCCEEDED).inc()
             blog.write(f"==> succeeded: {result.digest}")
             image = f"{self.access.address}/{image_repository(self.repositories[build.repository])}"
@@ -162,6 +184,7 @@ class Autobuild:
         await self._write(set_fields(build.id, status=FAILED, error=str(exc), failed_stage=exc.stage,
                                      finished_at=time.time()))
         skipped = await self._write(skip_dependents(build.id, f"build {build.id} it depends on failed"))
+        self._announce_finished()
         self.metrics.builds.labels(FAILED).inc()
         blog.write(f"==> failed in {exc.stage}: {exc}")
         if skipped:

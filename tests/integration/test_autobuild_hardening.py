@@ -273,3 +273,14 @@ def test_idle_keep_alive_connection_is_closed(env):
         s.close()
     assert received.startswith(b"HTTP/1.1 200 OK")
     assert time.monotonic() - started >= HEADER_TIMEOUT - 0.5  # closed by the idle timeout, not at once
+
+
+def test_show_build_waits_for_the_end_instead_of_being_polled(env):
+    serve = env["serve"]
+    first = serve.builds(repository=MUTABLE)[0]
+    forced = requests.post(f"{serve.url}/builds/{first['id']}/retry", params={"force": "1"}, timeout=10).json()
+    ended = requests.get(f"{serve.url}/builds/{forced['build']}", params={"wait": "60"}, timeout=90).json()
+    assert ended["status"] == "succeeded"  # one request, answered when the build ended
+    quick = requests.get(f"{serve.url}/builds/{first['id']}", params={"wait": "60"}, timeout=10)
+    assert quick.json()["status"] == "succeeded"  # already ended: answered at once
+    assert requests.get(f"{serve.url}/builds/{first['id']}", params={"wait": "x"}, timeout=10).status_code == 400
