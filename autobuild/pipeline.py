@@ -96,6 +96,7 @@ class Pipeline:
         self.repositories = repositories
         self.hosts = hosts
         self.succeeded_tags = succeeded_tags
+        self._api_version: str | None = None  # the engine's API version, asked once rather than per build
 
     def run(self, build: Build, log: BuildLog, on_stage: Callable[[list[StageRecord]], None]) -> Result:
         repo = self.repositories.get(build.repository)
@@ -132,7 +133,9 @@ class Pipeline:
             on_stage(stages)
             log.write(f"==> {name} done in {record.finished_at - record.started_at:.2f}s")
 
-        client = docker.DockerClient(base_url=f"unix://{self.engine_socket}", timeout=600)
+        client = docker.DockerClient(base_url=f"unix://{self.engine_socket}", timeout=600,
+                                     version=self._api_version)
+        self._api_version = client.api.api_version
         # One registry client per build (builds run in parallel threads): the release check and the
         # verification share its token, so the token service checks our password once, not twice.
         registry = RegistryClient(self.access)
