@@ -283,7 +283,7 @@ class Pipeline:
             log.write(f"{repository}:{build.tag} was pushed by an earlier attempt of this build; replacing it")
             return
         raise BuildError("push", f"{repository}:{build.tag} is already in the registry as {manifest.digest}, "
-                                 f"built from other content (build {labels.get('asci.build.id', 'unknown')}); "
+                                 f"another image (from build {labels.get('asci.build.id', 'unknown')}); "
                                  "releases are immutable, so it is not pushed again "
                                  "(immutable_tags: false on the repository allows it)")
 
