@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 from asci_logging.assets import Assets, digest, with_digest
-from asci_logging.engine import EngineError
+from asci_logging.search_client import SearchEngineError
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ class Installer:
         try:
             resp = self.session.request(method, f"{self.url}{path}", json=body, timeout=30)
         except requests.RequestException as exc:
-            raise EngineError(f"{method} {path}: no answer from {self.url} ({type(exc).__name__})") from None
+            raise SearchEngineError(f"{method} {path}: no answer from {self.url} ({type(exc).__name__})") from None
         if resp.status_code not in ok:
-            raise EngineError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}")
+            raise SearchEngineError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}")
         return resp
 
     def _flavour(self) -> str:

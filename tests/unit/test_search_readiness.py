@@ -1,0 +1,52 @@
+"""When the search engine counts as ready: its cluster state recovered, not merely answering HTTP."""
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from asci_core.stack.search_engine import readiness
+
+GREEN = {"status": "green", "timed_out": False}
+
+
+def engine(**answers: Any):
+    """A GET that answers from a table: path -> (status, body), or an exception to raise."""
+    asked: list[tuple[str, Any]] = []
+
+    def get(path: str, params: dict[str, str] | None) -> tuple[int, Any]:
+        asked.append((path, params))
+        answer = answers[path.strip("/").replace("/", "_")]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    get.asked = asked  # type: ignore[attr-defined]
+    return get
+
+
+def test_ready_once_health_is_yellow_or_green_and_pipelines_are_readable():
+    for colour in ("yellow", "green"):
+        get = engine(_cluster_health=(200, {"status": colour, "timed_out": False}), _ingest_pipeline=(200, {"p": {}}))
+        assert readiness(get).recovered
+        # The question waits briefly on the engine's side for yellow, so callers can poll it.
+        assert get.asked[0] == ("/_cluster/health", {"wait_for_status": "yellow", "timeout": "1s"})
+    # No pipeline installed yet is a readable answer too.
+    assert readiness(engine(_cluster_health=(200, GREEN), _ingest_pipeline=(404, {}))).recovered
+
+
+def test_answering_but_not_recovered_is_not_ready():
+    cases = [
+        engine(_cluster_health=(200, {"status": "red", "timed_out": False}), _ingest_pipeline=(200, {})),
+        engine(_cluster_health=(408, {"status": "red", "timed_out": True}), _ingest_pipeline=(200, {})),
+        engine(_cluster_health=(503, {"error": {"type": "cluster_block_exception"}}), _ingest_pipeline=(200, {})),
+        engine(_cluster_health=(200, None), _ingest_pipeline=(200, {})),
+        engine(_cluster_health=(200, GREEN), _ingest_pipeline=(503, {})),
+        engine(_cluster_health=requests.ConnectionError("refused"), _ingest_pipeline=(200, {})),
+        engine(_cluster_health=(200, GREEN), _ingest_pipeline=requests.ReadTimeout("slow")),
+    ]
+    for get in cases:
+        answer = readiness(get)
+        assert not answer.recovered and answer.detail, get.asked
+    red = readiness(cases[0])
+    assert "not recovered" in red.detail and "red" in red.detail
