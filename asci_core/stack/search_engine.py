@@ -22,7 +22,8 @@ HEALTH_WAIT = "1s"
 
 @dataclass(frozen=True)
 class Readiness:
-    recovered: bool
+    ready: bool  # health yellow or green and the ingest pipelines readable: usable
+    state_recovered: bool  # the cluster state, pipelines included, is loaded (some index may still be red)
     detail: str = ""
 
 
@@ -30,26 +31,37 @@ Getter = Callable[[str, "dict[str, str] | None"], "tuple[int, Any]"]
 
 
 def readiness(get: Getter) -> Readiness:
-    """Whether the cluster state is recovered: health yellow or green, and the ingest pipelines readable.
+    """Whether the engine is usable, and if not, whether its cluster state is still being recovered.
 
     A node answers HTTP well before it has recovered its cluster state after a crash (seconds to
-    a minute later); until then `_bulk` calls installed pipelines missing. GET returns
-    (status, JSON body or None) and raises `requests.RequestException` when nothing answers.
+    a minute later); until then `_bulk` calls installed pipelines missing. A red cluster whose state
+    is recovered (some index lost its primary) is a lasting fault, not a recovery: told apart by
+    the "state not recovered" global block. GET returns (status, JSON body or None) and raises
+    `requests.RequestException` when nothing answers.
     """
     try:
         status, health = get("/_cluster/health", {"wait_for_status": "yellow", "timeout": HEALTH_WAIT})
     except requests.RequestException as exc:
-        return Readiness(False, f"no answer from _cluster/health ({type(exc).__name__})")
+        return Readiness(False, False, f"no answer from _cluster/health ({type(exc).__name__})")
     colour = health.get("status") if isinstance(health, dict) else None
-    if status != 200 or colour not in ("yellow", "green") or health.get("timed_out"):
-        return Readiness(False, f"cluster state not recovered yet (health {colour or 'unknown'}, HTTP {status})")
+    if status == 200 and colour in ("yellow", "green") and not health.get("timed_out"):
+        try:
+            status, _ = get("/_ingest/pipeline", None)
+        except requests.RequestException as exc:
+            return Readiness(False, True, f"no answer from _ingest/pipeline ({type(exc).__name__})")
+        if status not in (200, 404):  # 404: none installed, which is a readable answer too
+            return Readiness(False, True, f"ingest pipelines not readable yet (HTTP {status})")
+        return Readiness(True, True, f"health {colour}")
+    detail = f"cluster state not recovered yet (health {colour or 'unknown'}, HTTP {status})"
+    if colour != "red":
+        return Readiness(False, False, detail)
     try:
-        status, _ = get("/_ingest/pipeline", None)
-    except requests.RequestException as exc:
-        return Readiness(False, f"no answer from _ingest/pipeline ({type(exc).__name__})")
-    if status not in (200, 404):  # 404: none installed, which is a readable answer too
-        return Readiness(False, f"ingest pipelines not readable yet (HTTP {status})")
-    return Readiness(True, f"health {colour}")
+        status, blocks = get("/_cluster/state/blocks", None)
+    except requests.RequestException:
+        return Readiness(False, False, detail)
+    if status == 200 and isinstance(blocks, dict) and not (blocks.get("blocks") or {}).get("global"):
+        return Readiness(False, True, "cluster health red with its state recovered (an index has no primary)")
+    return Readiness(False, False, detail)
 
 
 class SearchEnginePart(Part):
@@ -102,7 +114,7 @@ class SearchEnginePart(Part):
         version = info["version"]
         name = f"{version.get('distribution', 'elasticsearch')} {version.get('number')}"
         ready = readiness(self._get)
-        if not ready.recovered:
+        if not ready.ready:
             return Probe(False, version=name, detail=f"answering, but {ready.detail}")
         return Probe(True, version=name)
 

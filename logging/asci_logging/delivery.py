@@ -52,11 +52,12 @@ _RECHECK_S = 1.0
 class MissingPipelines:
     """Whether documents refused with "pipeline does not exist" wait or become dead letters.
 
-    - The cluster state is not recovered (health red, no answer): the engine is still coming back
-      and its installed pipelines are not loaded yet. Wait as long as it takes, like for a 5xx;
-      the grace does not run.
-    - The cluster is recovered: the pipeline is really missing (or appearing: an operator running
-      `asci logging install`). Wait `grace` seconds, then the documents become dead letters.
+    - The cluster state is not recovered (health red with the "state not recovered" block, 503,
+      no answer): the engine is still coming back and its installed pipelines are not loaded yet.
+      Wait as long as it takes, like for a 5xx; the grace does not run.
+    - The cluster state is recovered (even if some index is red): the pipeline is really missing
+      (or appearing: an operator running `asci logging install`). Wait `grace` seconds from the
+      recovery, then the documents become dead letters.
     """
 
     def __init__(self, search: SearchState, grace: float, max_backoff: float,
@@ -76,7 +77,7 @@ class MissingPipelines:
         pipeline = found.group(1) or rejection.doc.pipeline
         now = self._clock()
         ready = self._readiness(now)
-        if not ready.recovered:
+        if not ready.state_recovered:
             if self._recovering_since is None:
                 self._recovering_since = now
                 log.warning("search engine still recovering its cluster state; holding documents",

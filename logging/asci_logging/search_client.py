@@ -58,5 +58,5 @@ class SearchClient:
             return resp.status_code, None
 
     def readiness(self) -> Readiness:
-        """Whether the cluster state is recovered (health yellow or green, pipelines readable)."""
+        """Whether the engine is usable and whether its cluster state is recovered."""
         return readiness(self._get)

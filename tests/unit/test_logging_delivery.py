@@ -41,13 +41,16 @@ class Search:
 
     clock: Clock
     recovered_at: float = 0.0
+    red_index: bool = False  # health red for a lost primary, the cluster state itself recovered
     calls: int = 0
 
     def readiness(self) -> Readiness:
         self.calls += 1
         if self.clock.now < self.recovered_at:
-            return Readiness(False, "cluster state not recovered yet (health red, HTTP 503)")
-        return Readiness(True, "health green")
+            return Readiness(False, False, "cluster state not recovered yet (health red, HTTP 503)")
+        if self.red_index:
+            return Readiness(False, True, "cluster health red with its state recovered")
+        return Readiness(True, True, "health green")
 
 
 # --- classify ---------------------------------------------------------------------------------------
@@ -107,6 +110,15 @@ def test_a_pipeline_missing_from_a_recovered_cluster_waits_only_the_grace():
         held.append(pipelines.hold(missing()))
         clock.now += 2.0
     assert held == [True, True, True, False, False]
+
+
+def test_a_red_index_is_no_recovery_to_wait_for():
+    # Health red for good (an index lost its primary) must not hold a really missing pipeline forever.
+    clock = Clock()
+    pipelines = MissingPipelines(Search(clock, red_index=True), grace=5.0, max_backoff=2.0, clock=clock)
+    assert pipelines.hold(missing())
+    clock.now += 5.0
+    assert not pipelines.hold(missing())
 
 
 def test_a_long_silence_starts_a_new_episode():

@@ -28,25 +28,41 @@ def engine(**answers: Any):
 def test_ready_once_health_is_yellow_or_green_and_pipelines_are_readable():
     for colour in ("yellow", "green"):
         get = engine(_cluster_health=(200, {"status": colour, "timed_out": False}), _ingest_pipeline=(200, {"p": {}}))
-        assert readiness(get).recovered
+        answer = readiness(get)
+        assert answer.ready and answer.state_recovered
         # The question waits briefly on the engine's side for yellow, so callers can poll it.
         assert get.asked[0] == ("/_cluster/health", {"wait_for_status": "yellow", "timeout": "1s"})
     # No pipeline installed yet is a readable answer too.
-    assert readiness(engine(_cluster_health=(200, GREEN), _ingest_pipeline=(404, {}))).recovered
+    assert readiness(engine(_cluster_health=(200, GREEN), _ingest_pipeline=(404, {}))).ready
 
 
-def test_answering_but_not_recovered_is_not_ready():
+NOT_RECOVERED = {"blocks": {"global": {"1": {"description": "state not recovered / initialized"}}}}
+
+
+def test_answering_while_the_cluster_state_is_recovering_is_not_ready():
     cases = [
-        engine(_cluster_health=(200, {"status": "red", "timed_out": False}), _ingest_pipeline=(200, {})),
-        engine(_cluster_health=(408, {"status": "red", "timed_out": True}), _ingest_pipeline=(200, {})),
-        engine(_cluster_health=(503, {"error": {"type": "cluster_block_exception"}}), _ingest_pipeline=(200, {})),
-        engine(_cluster_health=(200, None), _ingest_pipeline=(200, {})),
-        engine(_cluster_health=(200, GREEN), _ingest_pipeline=(503, {})),
-        engine(_cluster_health=requests.ConnectionError("refused"), _ingest_pipeline=(200, {})),
-        engine(_cluster_health=(200, GREEN), _ingest_pipeline=requests.ReadTimeout("slow")),
+        engine(_cluster_health=(200, {"status": "red", "timed_out": False}), _cluster_state_blocks=(200, NOT_RECOVERED)),
+        engine(_cluster_health=(408, {"status": "red", "timed_out": True}), _cluster_state_blocks=(200, NOT_RECOVERED)),
+        engine(_cluster_health=(408, {"status": "red", "timed_out": True}), _cluster_state_blocks=(503, None)),
+        engine(_cluster_health=(503, {"error": {"type": "cluster_block_exception"}})),
+        engine(_cluster_health=(200, None)),
+        engine(_cluster_health=(408, {"status": "yellow", "timed_out": True})),
+        engine(_cluster_health=requests.ConnectionError("refused")),
+        engine(_cluster_health=(200, {"status": "red"}), _cluster_state_blocks=requests.ReadTimeout("slow")),
     ]
     for get in cases:
         answer = readiness(get)
-        assert not answer.recovered and answer.detail, get.asked
+        assert not answer.ready and not answer.state_recovered and answer.detail, get.asked
     red = readiness(cases[0])
     assert "not recovered" in red.detail and "red" in red.detail
+
+
+def test_recovered_but_not_usable():
+    # Pipelines not readable: the state is there but the engine is not ready to report "started".
+    for pipelines in ((503, {}), requests.ReadTimeout("slow")):
+        answer = readiness(engine(_cluster_health=(200, GREEN), _ingest_pipeline=pipelines))
+        assert not answer.ready and answer.state_recovered
+    # Red for a lost primary, no global block: a lasting fault, not a recovery to wait for.
+    answer = readiness(engine(_cluster_health=(408, {"status": "red", "timed_out": True}),
+                              _cluster_state_blocks=(200, {"cluster_name": "c", "blocks": {}})))
+    assert not answer.ready and answer.state_recovered and "red" in answer.detail
