@@ -57,7 +57,8 @@ class MissingPipelines:
       Wait as long as it takes, like for a 5xx; the grace does not run.
     - The cluster state is recovered (even if some index is red): the pipeline is really missing
       (or appearing: an operator running `asci logging install`). Wait `grace` seconds from the
-      recovery, then the documents become dead letters.
+      recovery, then the documents become dead letters. Only refusals of requests sent after
+      the recovery was seen count: a busy node answers requests from before it seconds late.
     """
 
     def __init__(self, search: SearchState, grace: float, max_backoff: float,
@@ -65,19 +66,22 @@ class MissingPipelines:
         self._search = search
         self._grace = grace
         self._max_backoff = max_backoff
-        self._clock = clock
+        self.clock = clock
         self._missing: dict[str, tuple[float, float]] = {}  # pipeline -> (first, last) seen missing
         self._checked: tuple[float, Readiness] | None = None
         self._recovering_since: float | None = None
+        self._known_recovered: float | None = None  # since when the cluster state is known to be recovered
 
-    def hold(self, rejection: Rejection) -> bool:
+    def hold(self, rejection: Rejection, sent_at: float) -> bool:
+        """True: send the document again. SENT_AT: when its request left, on this object's clock."""
         found = _MISSING.fullmatch(str(rejection.error.get("reason", "")))
         if found is None:
             return False
         pipeline = found.group(1) or rejection.doc.pipeline
-        now = self._clock()
+        now = self.clock()
         ready = self._readiness(now)
         if not ready.state_recovered:
+            self._known_recovered = None
             if self._recovering_since is None:
                 self._recovering_since = now
                 log.warning("search engine still recovering its cluster state; holding documents",
@@ -88,6 +92,11 @@ class MissingPipelines:
         if self._recovering_since is not None:
             log.info("search engine recovered", after_s=round(now - self._recovering_since, 1))
             self._recovering_since = None
+        if self._known_recovered is None:
+            self._known_recovered = self._checked[0] if self._checked else now
+        if sent_at < self._known_recovered:
+            # A busy, recovering node answers late: this refusal may date from before the recovery.
+            return True
         first, last = self._missing.get(pipeline, (now, now))
         # Retries of one episode come at most a back-off apart; a longer silence means it ended.
         if now - last > self._grace + self._max_backoff:
@@ -151,6 +160,7 @@ class Delivery:
             chunk = pending if self.max_docs_per_request is None else pending[:self.max_docs_per_request]
             try:
                 self._metrics.add(bulk_requests=1)
+                sent_at = self._pipelines.clock()
                 outcome = self._client.send(chunk)
             except TooLarge:
                 # Halve what one request carries until the engine takes it.
@@ -170,7 +180,7 @@ class Delivery:
                 continue
             indexed += outcome.indexed
             for r in outcome.rejected:
-                if self._wait_for_pipeline(r):
+                if self._wait_for_pipeline(r, sent_at):
                     outcome.retry.append(r.doc)
                 else:
                     rejected.append(r)
@@ -188,9 +198,9 @@ class Delivery:
                 self._metrics.set(state="running")
         return indexed, rejected
 
-    def _wait_for_pipeline(self, rejection: Rejection) -> bool:
+    def _wait_for_pipeline(self, rejection: Rejection, sent_at: float) -> bool:
         """Whether a document refused for a missing pipeline is sent again (True) or dead-lettered."""
-        return self._pipelines.hold(rejection)
+        return self._pipelines.hold(rejection, sent_at)
 
     def _sleep(self, seconds: float) -> None:
         if self._abort.wait(seconds):

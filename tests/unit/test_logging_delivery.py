@@ -92,14 +92,14 @@ def test_a_recovering_engine_holds_documents_for_as_long_as_it_takes():
     search = Search(clock, recovered_at=clock.now + 3600)
     pipelines = MissingPipelines(search, grace=5.0, max_backoff=2.0, clock=clock)
     for _ in range(1800):  # an hour of retries two seconds apart: never a dead letter
-        assert pipelines.hold(missing())
+        assert pipelines.hold(missing(), clock.now)
         clock.now += 2.0
     # Recovered and the pipeline still missing: now the grace runs, from the recovery on.
-    assert pipelines.hold(missing())
+    assert pipelines.hold(missing(), clock.now)
     clock.now += 4.9
-    assert pipelines.hold(missing())
+    assert pipelines.hold(missing(), clock.now)
     clock.now += 0.2
-    assert not pipelines.hold(missing())
+    assert not pipelines.hold(missing(), clock.now)
 
 
 def test_a_pipeline_missing_from_a_recovered_cluster_waits_only_the_grace():
@@ -107,53 +107,69 @@ def test_a_pipeline_missing_from_a_recovered_cluster_waits_only_the_grace():
     pipelines = MissingPipelines(Search(clock), grace=5.0, max_backoff=2.0, clock=clock)
     held = []
     for _ in range(5):
-        held.append(pipelines.hold(missing()))
+        held.append(pipelines.hold(missing(), clock.now))
         clock.now += 2.0
     assert held == [True, True, True, False, False]
+
+
+def test_a_refusal_answered_late_by_a_recovering_node_does_not_start_the_grace():
+    clock = Clock()
+    search = Search(clock, recovered_at=clock.now + 30)
+    pipelines = MissingPipelines(search, grace=5.0, max_backoff=2.0, clock=clock)
+    sent = clock.now + 29  # a request that left just before the recovery ...
+    clock.now += 40  # ... and was answered ten seconds after it, by a busy node
+    for _ in range(10):
+        assert pipelines.hold(missing(), sent)
+        clock.now += 2.0
+    # Requests sent since the recovery was seen are judged by the grace.
+    sent = clock.now
+    assert pipelines.hold(missing(), sent)
+    clock.now += 5.0
+    assert not pipelines.hold(missing(), clock.now)
 
 
 def test_a_red_index_is_no_recovery_to_wait_for():
     # Health red for good (an index lost its primary) must not hold a really missing pipeline forever.
     clock = Clock()
     pipelines = MissingPipelines(Search(clock, red_index=True), grace=5.0, max_backoff=2.0, clock=clock)
-    assert pipelines.hold(missing())
+    assert pipelines.hold(missing(), clock.now)
     clock.now += 5.0
-    assert not pipelines.hold(missing())
+    assert not pipelines.hold(missing(), clock.now)
 
 
 def test_a_long_silence_starts_a_new_episode():
     clock = Clock()
     pipelines = MissingPipelines(Search(clock), grace=5.0, max_backoff=2.0, clock=clock)
-    assert pipelines.hold(missing())
+    assert pipelines.hold(missing(), clock.now)
     clock.now += 6.0
-    assert not pipelines.hold(missing())
+    assert not pipelines.hold(missing(), clock.now)
     clock.now += 7.1  # longer than grace + the longest back-off: that episode is over
-    assert pipelines.hold(missing())
+    assert pipelines.hold(missing(), clock.now)
 
 
 def test_a_crash_in_the_middle_of_a_grace_restarts_it_after_recovery():
     clock = Clock()
     search = Search(clock)
     pipelines = MissingPipelines(search, grace=5.0, max_backoff=2.0, clock=clock)
-    assert pipelines.hold(missing())
+    assert pipelines.hold(missing(), clock.now)
     clock.now += 4.0
     search.recovered_at = clock.now + 100  # the engine goes down and comes back slowly
     for _ in range(50):
-        assert pipelines.hold(missing())
+        assert pipelines.hold(missing(), clock.now)
         clock.now += 2.0
-    assert pipelines.hold(missing())  # recovered at +100: a fresh grace, not the 4 s left over
+    assert pipelines.hold(missing(), clock.now)  # recovered at +100: a fresh grace, not the 4 s left over
     clock.now += 4.0
-    assert pipelines.hold(missing())
+    assert pipelines.hold(missing(), clock.now)
 
 
 def test_other_rejections_are_not_held_and_one_look_serves_a_whole_batch():
     clock = Clock()
     search = Search(clock, recovered_at=clock.now + 60)
     pipelines = MissingPipelines(search, grace=5.0, max_backoff=2.0, clock=clock)
-    assert not pipelines.hold(Rejection(doc(1), 400, CONFLICT))
-    assert not pipelines.hold(Rejection(doc(1), 400, {"reason": "pipeline with id [x] does not exist, or so"}))
+    assert not pipelines.hold(Rejection(doc(1), 400, CONFLICT), clock.now)
+    assert not pipelines.hold(Rejection(doc(1), 400, {"reason": "pipeline with id [x] does not exist, or so"}), clock.now)
     assert search.calls == 0
-    assert all(pipelines.hold(missing(n)) for n in range(2000))
+    assert all(pipelines.hold(missing(n), clock.now) for n in range(2000))
     assert search.calls == 1
 
 
