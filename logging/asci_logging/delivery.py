@@ -93,7 +93,7 @@ class MissingPipelines:
             log.info("search engine recovered", after_s=round(now - self._recovering_since, 1))
             self._recovering_since = None
         if self._known_recovered is None:
-            self._known_recovered = self._checked[0] if self._checked else now
+            self._known_recovered = self._checked[0] if self._checked is not None else now
         if sent_at < self._known_recovered:
             # A busy, recovering node answers late: this refusal may date from before the recovery.
             return True
@@ -110,7 +110,9 @@ class MissingPipelines:
 
     def _readiness(self, now: float) -> Readiness:
         if self._checked is None or now - self._checked[0] >= _RECHECK_S:
-            self._checked = (now, self._search.readiness())
+            answer = self._search.readiness()
+            # Stamped when the answer came: the health question may wait on the engine's side.
+            self._checked = (self.clock(), answer)
         return self._checked[1]
 
 
