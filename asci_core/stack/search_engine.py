@@ -43,13 +43,16 @@ def readiness(get: Getter) -> Readiness:
         status, health = get("/_cluster/health", {"wait_for_status": "yellow", "timeout": HEALTH_WAIT})
     except requests.RequestException as exc:
         return Readiness(False, False, f"no answer from _cluster/health ({type(exc).__name__})")
+    if status in (401, 403):
+        # A site's user without cluster monitoring rights: nothing to wait on, as before this check.
+        return Readiness(True, True, f"cluster health not readable with these credentials (HTTP {status})")
     colour = health.get("status") if isinstance(health, dict) else None
     if status == 200 and colour in ("yellow", "green") and not health.get("timed_out"):
         try:
             status, _ = get("/_ingest/pipeline", None)
         except requests.RequestException as exc:
             return Readiness(False, True, f"no answer from _ingest/pipeline ({type(exc).__name__})")
-        if status not in (200, 404):  # 404: none installed, which is a readable answer too
+        if status not in (200, 404, 401, 403):  # 404: none installed; 401/403: not ours to read
             return Readiness(False, True, f"ingest pipelines not readable yet (HTTP {status})")
         return Readiness(True, True, f"health {colour}")
     detail = f"cluster state not recovered yet (health {colour or 'unknown'}, HTTP {status})"
@@ -61,6 +64,8 @@ def readiness(get: Getter) -> Readiness:
         return Readiness(False, False, detail)
     if status == 200 and isinstance(blocks, dict) and not (blocks.get("blocks") or {}).get("global"):
         return Readiness(False, True, "cluster health red with its state recovered (an index has no primary)")
+    if status in (401, 403):  # cannot tell a recovery from a lasting fault: do not wait without limit
+        return Readiness(False, True, f"{detail}; cluster blocks not readable (HTTP {status})")
     return Readiness(False, False, detail)
 
 

@@ -66,3 +66,13 @@ def test_recovered_but_not_usable():
     answer = readiness(engine(_cluster_health=(408, {"status": "red", "timed_out": True}),
                               _cluster_state_blocks=(200, {"cluster_name": "c", "blocks": {}})))
     assert not answer.ready and answer.state_recovered and "red" in answer.detail
+
+
+def test_credentials_without_monitoring_rights_are_no_reason_to_wait():
+    # A site's Elasticsearch user may index without reading cluster health: as before the check.
+    for status in (401, 403):
+        answer = readiness(engine(_cluster_health=(status, {"error": "forbidden"}), _ingest_pipeline=(200, {})))
+        assert answer.ready and answer.state_recovered and str(status) in answer.detail
+        assert readiness(engine(_cluster_health=(200, GREEN), _ingest_pipeline=(status, {}))).ready
+    answer = readiness(engine(_cluster_health=(200, {"status": "red"}), _cluster_state_blocks=(403, {})))
+    assert not answer.ready and answer.state_recovered
