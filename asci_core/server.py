@@ -16,6 +16,7 @@ from asci_core import __version__
 from asci_core.components import components
 from asci_core.config import Config
 from asci_core.errors import AsciError
+from asci_core.http_guard import GuardedRunner
 from asci_core.jsonlog import get_logger
 
 log = get_logger("server")
@@ -49,7 +50,7 @@ def build_app(config: Config) -> web.Application:
 async def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
     host = host or config.server.host
     port = port if port is not None else config.server.port
-    runner = web.AppRunner(build_app(config), access_log=None,
+    runner = GuardedRunner(build_app(config), access_log=None,
                            shutdown_timeout=config.server.shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -11,6 +11,13 @@ import requests
 from asci_core.errors import AsciError
 
 
+def build_id(text: str) -> int:
+    # int() would also take Unicode digits ('١') and numbers beyond what the service stores.
+    if not (text.isascii() and text.isdigit() and 0 < len(text) <= 19 and 0 < int(text) < 2 ** 63):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a build id (a positive number)")
+    return int(text)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     builds = sub.add_parser("builds", help="autobuild's builds, through the API of `asci serve`")
     builds.set_defaults(error_prefix="asci builds")
@@ -23,14 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
     p = actions.add_parser("show", help="one build: stages, times, digest, error, trigger")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=build_id)
     p.set_defaults(func=cmd_show)
     p = actions.add_parser("log", help="a build's log")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=build_id)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the build ends")
     p.set_defaults(func=cmd_log)
-    p = actions.add_parser("retry", help="queue a finished build again")
-    p.add_argument("id", type=int)
+    p = actions.add_parser("retry", help="queue a failed build again (a succeeded one only with --force)")
+    p.add_argument("id", type=build_id)
+    p.add_argument("--force", action="store_true",
+                   help="build a succeeded build again; an immutable repository still never re-pushes "
+                        "a tag the registry holds as another image")
     p.set_defaults(func=cmd_retry)
     actions.add_parser("graph", help="which image is built FROM which").set_defaults(func=cmd_graph)
 
@@ -98,7 +108,10 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    new = _call(args, "POST", f"/builds/{args.id}/retry").json()
+    new = _call(args, "POST", f"/builds/{args.id}/retry", params={"force": "1"} if args.force else {}).json()
+    if new["build"] is None:
+        print(f"build {args.id} already succeeded; nothing queued (--force builds it again)")
+        return 0
     print(f"queued build {new['build']} (retry of {args.id})")
     return 0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,17 @@ def verify_signature(body: bytes, header: str | None, secret: str) -> bool:
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header[len("sha256="):].strip().lower())
+
+
+def load_body(body: bytes) -> Any:
+    """The JSON of a body whose signature has already been checked; any way it can fail is a PayloadError."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        # The C decoder recurses once per nesting level: 10,000 '[' end here, not in a traceback.
+        raise PayloadError("body is not valid JSON (nested too deeply)") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"body is not valid JSON ({exc})") from None
 
 
 def _get(data: Any, *path: str) -> Any:

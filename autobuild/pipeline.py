@@ -6,9 +6,11 @@ Nothing from a webhook reaches a shell: git and the engine get arguments.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import re
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,6 +60,8 @@ class Result:
     parents: list[dict[str, str | None]]  # FROM images, and the ARG that supplies each tag
     latest_moved: bool
     stages: list[StageRecord] = field(default_factory=list)
+    commit: str = ""  # the commit built (an annotated tag's delivered hash is its tag object)
+    tag_object: str | None = None
 
 
 def image_repository(repo: RepositorySettings) -> str:
@@ -84,6 +88,25 @@ class Secrets:
         return text
 
 
+def _remove_later(path: Path) -> None:
+    """Take a clone out of the way at once and delete it off the build's critical path.
+
+    Deleting a clone's many small files took ~50 ms on a busy disk, between the last stage and the
+    build being recorded as done. A name starting with `trash-` that outlives a crash is removed at
+    the next start (Pipeline.__init__).
+    """
+    if not path.exists():
+        return
+    trash = path.with_name(f"trash-{path.name}-{time.time_ns()}")
+    try:
+        path.rename(trash)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    threading.Thread(target=shutil.rmtree, args=(trash,), kwargs={"ignore_errors": True},
+                     name="autobuild-clone-cleanup", daemon=True).start()
+
+
 class Pipeline:
     def __init__(self, *, workdir: Path, access: RegistryAccess, engine_socket: Path,
                  repositories: dict[str, RepositorySettings], hosts: dict[str, BitbucketHostSettings],
@@ -94,6 +117,9 @@ class Pipeline:
         self.repositories = repositories
         self.hosts = hosts
         self.succeeded_tags = succeeded_tags
+        self._api_version: str | None = None  # the engine's API version, asked once rather than per build
+        for trash in (workdir / "clones").glob("trash-*"):
+            shutil.rmtree(trash, ignore_errors=True)
 
     def run(self, build: Build, log: BuildLog, on_stage: Callable[[list[StageRecord]], None]) -> Result:
         repo = self.repositories.get(build.repository)
@@ -130,33 +156,42 @@ class Pipeline:
             on_stage(stages)
             log.write(f"==> {name} done in {record.finished_at - record.started_at:.2f}s")
 
-        client = docker_client(self.engine_socket, timeout=600)
+        client = docker_client(self.engine_socket, timeout=600, version=self._api_version)
+        self._api_version = client.api.api_version
+        # One registry client per build (builds run in parallel threads): the release check and the
+        # verification share its token, so the token service checks our password once, not twice.
+        registry = RegistryClient(self.access)
         try:
             with stage("clone"):
-                self._clone(host, repo, build, clone_dir, log, secrets)
+                commit, tag_object = self._clone(host, repo, build, clone_dir, log, secrets)
+            build = dataclasses.replace(build, commit_sha=commit, tag_object=tag_object)
             with stage("build") as rec:
                 parents = self._build(client, repo, host, build, clone_dir, f"{image}:{build.tag}", log)
                 rec.note = f"FROM {', '.join(p.image for p in parents) or '(none)'}"
             with stage("push") as rec:
+                self._guard_release(client, registry, repo, build, f"{image}:{build.tag}", log)
                 digest = self._push(client, image, build.tag, log)
                 rec.note = digest
             with stage("verify") as rec:
-                self._verify(image_repository(repo), build.tag, digest)
+                self._verify(registry, image_repository(repo), build.tag, digest)
                 rec.note = "registry digest matches"
             latest_moved = False
             if repo.move_latest:
                 with stage("latest") as rec:
-                    latest_moved = self._move_latest(client, image, image_repository(repo), build, digest, log)
+                    latest_moved = self._move_latest(client, registry, image, image_repository(repo), build, digest,
+                                                     log)
                     rec.note = "moved" if latest_moved else "a higher version holds latest"
-            return Result(digest, [{"image": p.image, "tag_arg": p.tag_arg} for p in parents], latest_moved, stages)
+            return Result(digest, [{"image": p.image, "tag_arg": p.tag_arg} for p in parents], latest_moved, stages,
+                          commit, tag_object)
         finally:
             client.close()
-            shutil.rmtree(clone_dir, ignore_errors=True)
+            _remove_later(clone_dir)
 
     # --- stages ---------------------------------------------------------------
 
     def _clone(self, host: BitbucketHostSettings, repo: RepositorySettings, build: Build, dest: Path,
-               log: BuildLog, secrets: Secrets) -> None:
+               log: BuildLog, secrets: Secrets) -> tuple[str, str | None]:
+        """Clone the tag; (the commit checked out, the annotated tag's object hash or None)."""
         project, slug = repo.name.split("/", 1)
         url = host.clone_url.format(
             project=quote(project, safe=""), slug=quote(slug, safe=""),
@@ -174,13 +209,19 @@ class Pipeline:
                 raise BuildError("clone", f"tag {build.tag} does not exist in the repository: {text.strip()}")
             raise TransientError("clone", f"git clone failed: {text.strip()}")
         try:
-            head = cloned.head.commit.hexsha
+            # One git call for both (HEAD is the commit; Bitbucket Server names an annotated tag by its
+            # tag object, which peels to that commit).
+            head, ref = cloned.git.rev_parse("HEAD", f"refs/tags/{build.tag}").split()
         finally:
             cloned.close()
-        if head != build.commit_sha:
-            raise BuildError("clone", f"tag {build.tag} now points at {head}, not at {build.commit_sha} "
-                                      "as the webhook said; a newer delivery will build it")
-        log.write(f"checked out {head}")
+        tag_object = ref if ref != head else None
+        if build.commit_sha not in (head, ref):
+            raise BuildError("clone", f"tag {build.tag} now points at {head}"
+                                      + (f" (tag object {ref})" if tag_object else "")
+                                      + f", not at {build.commit_sha} as the webhook said: it moved after the push, "
+                                        "and the delivery of the move decides what is built")
+        log.write(f"checked out {head}" + (f" (annotated tag {tag_object})" if tag_object else ""))
+        return head, tag_object
 
     def _build(self, client: docker.DockerClient, repo: RepositorySettings, host: BitbucketHostSettings,
                build: Build, clone_dir: Path, ref: str, log: BuildLog) -> list[FromLine]:
@@ -239,6 +280,35 @@ class Pipeline:
                     raise TransientError("build", f"pulling base {name}:{tag}: {exc}") from None
                 raise BuildError("build", f"pulling base {name}:{tag}: {exc}") from None
 
+    def _guard_release(self, client: docker.DockerClient, registry: RegistryClient, repo: RepositorySettings,
+                       build: Build, ref: str, log: BuildLog) -> None:
+        """An immutable repository's tag that the registry holds as another image is never pushed again.
+
+        Allowed: the tag is new, the registry holds this very image, or an earlier attempt of this
+        build pushed it. Rebuilds for a new parent version replace the tag by design.
+        """
+        if not repo.immutable_tags or build.trigger == "rebuild":
+            return
+        repository = image_repository(repo)
+        try:
+            manifest = registry.get_manifest(repository, build.tag)
+            if manifest.data.get("config", {}).get("digest") == client.images.get(ref).id:
+                return
+            labels = (registry.image_config(manifest).get("config") or {}).get("Labels") or {}
+        except NotFound:
+            return
+        except RegistryUnavailable as exc:
+            raise TransientError("push", f"registry unavailable: {exc}") from None
+        except RegistryError as exc:
+            raise BuildError("push", f"registry: {exc}") from None
+        if labels.get("asci.build.id") == str(build.id):
+            log.write(f"{repository}:{build.tag} was pushed by an earlier attempt of this build; replacing it")
+            return
+        raise BuildError("push", f"{repository}:{build.tag} is already in the registry as {manifest.digest}, "
+                                 f"another image (from build {labels.get('asci.build.id', 'unknown')}); "
+                                 "releases are immutable, so it is not pushed again "
+                                 "(immutable_tags: false on the repository allows it)")
+
     def _push(self, client: docker.DockerClient, image: str, tag: str, log: BuildLog) -> str:
         digest = None
         try:
@@ -261,10 +331,9 @@ class Pipeline:
         log.write(f"pushed {image}:{tag} as {digest}")
         return digest
 
-    def _verify(self, repository: str, tag: str, digest: str) -> None:
+    def _verify(self, registry: RegistryClient, repository: str, tag: str, digest: str) -> None:
         try:
-            # A client per call: builds run in parallel threads, and a client learns auth state as it goes.
-            stored = RegistryClient(self.access).manifest_digest(repository, tag)
+            stored = registry.manifest_digest(repository, tag)
         except RegistryUnavailable as exc:
             raise TransientError("verify", f"registry unavailable: {exc}") from None
         except NotFound:
@@ -274,15 +343,15 @@ class Pipeline:
         if stored != digest:
             raise BuildError("verify", f"registry holds {stored} for {repository}:{tag}, not the pushed {digest}")
 
-    def _move_latest(self, client: docker.DockerClient, image: str, repository: str, build: Build, digest: str,
-                     log: BuildLog) -> bool:
+    def _move_latest(self, client: docker.DockerClient, registry: RegistryClient, image: str, repository: str,
+                     build: Build, digest: str, log: BuildLog) -> bool:
         top = highest_release([*self.succeeded_tags(build.repository), build.tag])
         if top != build.tag:
             log.write(f"latest stays: {top} is higher than {build.tag}")
             return False
         client.api.tag(f"{image}:{build.tag}", image, "latest", force=True)
         pushed = self._push(client, image, "latest", log)
-        self._verify(repository, "latest", pushed)
+        self._verify(registry, repository, "latest", pushed)
         if pushed != digest:
             raise BuildError("latest", f"latest was pushed as {pushed}, expected {digest}")
         return True

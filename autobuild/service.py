@@ -20,7 +20,7 @@ from autobuild.intake import Intake
 from autobuild.metrics import BuildMetrics
 from autobuild.pipeline import Pipeline, StageRecord, image_repository
 from autobuild.slack import SlackNotifier
-from autobuild.store import (FAILED, QUEUED, SUCCEEDED, Build, NewBuild, Store, claim_next, insert_builds,
+from autobuild.store import (FAILED, FINISHED, QUEUED, SUCCEEDED, Build, NewBuild, Store, claim_next, insert_builds,
                              requeue_interrupted, retry_build, set_fields, skip_dependents)
 from registry.service import registry_access
 
@@ -37,17 +37,19 @@ class Autobuild:
         self.settings = config.autobuild
         self.workdir = workdir_of(config)
         self.store = Store(self.workdir / "autobuild.db")
-        self.intake = Intake(self.settings, self.store)
-        self.metrics = BuildMetrics(self.store.counts)
-        self.access = registry_access(config)
-        self.repositories = {r.name: r for r in self.settings.repositories}
         public = self.settings.public_url or f"http://{config.server.host}:{config.server.port}"
         self.slack = SlackNotifier(config.slack.webhook_url, notify_success=config.slack.notify_success,
                                    public_url=public)
+        self.intake = Intake(self.settings, self.store, on_tag_moved=self.slack.tag_moved)
+        self.metrics = BuildMetrics(self.store.counts)
+        self.access = registry_access(config)
+        self.repositories = {r.name: r for r in self.settings.repositories}
         self.pipeline = Pipeline(workdir=self.workdir, access=self.access, engine_socket=config.stack.docker.socket,
                                  repositories=self.repositories, hosts={h.name: h for h in self.settings.hosts},
                                  succeeded_tags=self.store.succeeded_tags)
         self._wake = asyncio.Event()
+        # Replaced each time a build ends, so `GET /builds/{id}?wait=` sleeps until then instead of polling.
+        self._finished = asyncio.Event()
         self._workers: list[asyncio.Task] = []
         self._stopping = False
 
@@ -84,6 +86,25 @@ class Autobuild:
     def wake(self) -> None:
         self._wake.set()
 
+    def _announce_finished(self) -> None:
+        event, self._finished = self._finished, asyncio.Event()
+        event.set()
+
+    async def wait_finished(self, build_id: int, timeout: float) -> Build | None:
+        """The build once it has ended, or as it is when TIMEOUT runs out (None if there is no such build)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            event = self._finished  # taken before the read: an end between read and wait is not missed
+            build = await asyncio.to_thread(self.store.get, build_id)
+            left = deadline - loop.time()
+            if build is None or build.status in FINISHED or left <= 0:
+                return build
+            try:
+                await asyncio.wait_for(event.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
     async def _write(self, op):
         return await asyncio.wrap_future(self.store.submit(op))
 
@@ -100,7 +121,7 @@ class Autobuild:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            build = self.store.get(build_id)
+            build = await asyncio.to_thread(self.store.get, build_id)
             try:
                 await self._run(build)
             except Exception as exc:  # a bug in follow-up handling must not kill the worker
@@ -130,7 +151,9 @@ class Autobuild:
                     self.metrics.stage_seconds.labels(stage.name).observe(stage.finished_at - stage.started_at)
             await self._write(set_fields(build.id, status=SUCCEEDED, digest=result.digest, parents=result.parents,
                                          error=None, failed_stage=None, finished_at=time.time(),
+                                         commit_sha=result.commit or build.commit_sha, tag_object=result.tag_object,
                                          stages=[s.to_json() for s in result.stages]))
+            self._announce_finished()
             self.metrics.builds.labels(SUCCEEDED).inc()
             blog.write(f"==> succeeded: {result.digest}")
             image = f"{self.access.address}/{image_repository(self.repositories[build.repository])}"
@@ -161,6 +184,7 @@ class Autobuild:
         await self._write(set_fields(build.id, status=FAILED, error=str(exc), failed_stage=exc.stage,
                                      finished_at=time.time()))
         skipped = await self._write(skip_dependents(build.id, f"build {build.id} it depends on failed"))
+        self._announce_finished()
         self.metrics.builds.labels(FAILED).inc()
         blog.write(f"==> failed in {exc.stage}: {exc}")
         if skipped:
@@ -168,7 +192,8 @@ class Autobuild:
         log.error("build finished", build_id=build.id, repository=build.repository, tag=build.tag,
                   outcome="failure", commit=build.commit_sha, stage=exc.stage, error=str(exc),
                   duration_s=round(time.time() - (build.started_at or time.time()), 3), trigger=build.trigger)
-        self.slack.build_failed(build, exc.stage, str(exc), last_lines(self.log_path(build.id), 15))
+        tail = await asyncio.to_thread(last_lines, self.log_path(build.id), 15)
+        self.slack.build_failed(build, exc.stage, str(exc), tail)
 
     # --- inheritance ------------------------------------------------------------------
 
@@ -178,14 +203,14 @@ class Autobuild:
         return Graph.build(images, {name: [p["image"] for p in b.parents] for name, b in latest.items() if name in images})
 
     async def _queue_children(self, root: Build, blog: BuildLog) -> None:
-        graph = self.graph()
+        graph = await asyncio.to_thread(self.graph)
         for cycle in graph.cycles:
             blog.write(f"==> inheritance cycle, not rebuilt: {' -> '.join(cycle)}")
             log.warning("inheritance cycle", cycle=cycle)
         order = graph.descendants_in_order(root.repository)
         if not order:
             return
-        latest = self.store.latest_succeeded()
+        latest = await asyncio.to_thread(self.store.latest_succeeded)
         tag_of = {root.repository: root.tag}
         key_of: dict[str, str] = {}
         new: list[NewBuild] = []
@@ -211,7 +236,9 @@ class Autobuild:
         log.info("children queued", build_id=root.id, children=queued)
         self._wake.set()
 
-    async def retry(self, build_id: int) -> int:
-        new_id = await self._write(retry_build(build_id))
-        self._wake.set()
+    async def retry(self, build_id: int, force: bool = False) -> int | None:
+        """A new build of a finished one; None when it succeeded and FORCE is not set (a release stays as built)."""
+        new_id = await self._write(retry_build(build_id, force))
+        if new_id is not None:
+            self._wake.set()
         return new_id

@@ -67,6 +67,25 @@ class SlackNotifier:
         ]
         self._send(f"Built {build.repository} {build.tag}: {image}:{build.tag}@{digest}", blocks)
 
+    def tag_moved(self, repository: str, change: dict[str, Any]) -> None:
+        """A released tag was moved to another commit and refused; sent once per delivery."""
+        tag = change["tag"]
+        blocks = [
+            {"type": "header", "text": {"type": "plain_text", "text": f"Release tag moved: {repository} {tag}"[:150]}},
+            {"type": "section", "fields": [
+                {"type": "mrkdwn", "text": f"*Repository*\n{repository}"},
+                {"type": "mrkdwn", "text": f"*Tag*\n`{tag}`"},
+                {"type": "mrkdwn", "text": f"*Released from*\n`{change['released_commit']}`"},
+                {"type": "mrkdwn", "text": f"*Now at*\n`{change['commit']}`"},
+            ]},
+            {"type": "section", "text": {"type": "mrkdwn", "text": (
+                "Releases are immutable: the image stays as built by "
+                f"<{self.public_url}/builds/{change['released_build']}|build {change['released_build']}>, "
+                "the moved tag is not built. Release a new version instead.")}},
+        ]
+        self._send(f"Release tag moved and refused: {repository} {tag} "
+                   f"({change['released_commit'][:12]} -> {change['commit'][:12]})", blocks)
+
     def log_url(self, build: Build) -> str:
         return f"{self.public_url}/builds/{build.id}/log"
 

@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS builds (
     failed_stage TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    tag_object TEXT
 );
 CREATE INDEX IF NOT EXISTS builds_by_status ON builds(status, not_before);
 CREATE INDEX IF NOT EXISTS builds_by_repository ON builds(repository, status);
@@ -87,6 +88,7 @@ class Build:
     started_at: float | None
     finished_at: float | None
     depends_on: list[int] = field(default_factory=list)
+    tag_object: str | None = None  # an annotated tag's object hash; commit_sha is then the commit it names
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Build":
@@ -113,6 +115,14 @@ class NewBuild:
     depends_on: tuple[str, ...] = ()  # dedupe keys of builds in the same batch
 
 
+@dataclass(frozen=True)
+class Release:
+    """A succeeded build of a tag: the commit it was built from, and the tag object if annotated."""
+    build_id: int
+    commit: str
+    tag_object: str | None
+
+
 class Store:
     def __init__(self, path: Path):
         self.path = path
@@ -121,6 +131,9 @@ class Store:
         self._writes: "queue.Queue[tuple[Callable[[sqlite3.Connection], Any], Future] | None]" = queue.Queue()
         writer = self._connect()
         writer.executescript(SCHEMA)
+        columns = {r["name"] for r in writer.execute("PRAGMA table_info(builds)")}
+        if "tag_object" not in columns:  # databases from before annotated tags were recorded
+            writer.execute("ALTER TABLE builds ADD COLUMN tag_object TEXT")
         self._writer_thread = threading.Thread(target=self._write_loop, args=(writer,), name="autobuild-store",
                                                daemon=True)
         self._writer_thread.start()
@@ -234,6 +247,18 @@ class Store:
             (SUCCEEDED,))
         return {b.repository: b for b in map(Build.from_row, rows)}
 
+    def releases(self, repository: str, tags: list[str]) -> dict[str, list[Release]]:
+        """The succeeded builds of these tags of REPOSITORY, oldest first: what each tag was released as."""
+        found: dict[str, list[Release]] = {}
+        for start in range(0, len(tags), 500):  # SQLite caps the number of bound parameters
+            chunk = tags[start:start + 500]
+            rows = self._reader().execute(
+                f"SELECT id, tag, commit_sha, tag_object FROM builds WHERE repository = ? AND status = ?"
+                f" AND tag IN ({','.join('?' * len(chunk))}) ORDER BY id", (repository, SUCCEEDED, *chunk))
+            for build_id, tag, commit, tag_object in rows:
+                found.setdefault(tag, []).append(Release(build_id, commit, tag_object))
+        return found
+
     def succeeded_tags(self, repository: str) -> list[str]:
         rows = self._reader().execute("SELECT DISTINCT tag FROM builds WHERE repository = ? AND status = ?",
                                       (repository, SUCCEEDED))
@@ -313,7 +338,8 @@ def claim_next(now: float) -> Callable[[sqlite3.Connection], int | None]:
 
 
 def set_fields(build_id: int, **fields: Any) -> Callable[[sqlite3.Connection], None]:
-    allowed = {"status", "not_before", "stages", "parents", "digest", "error", "failed_stage", "finished_at"}
+    allowed = {"status", "not_before", "stages", "parents", "digest", "error", "failed_stage", "finished_at",
+               "commit_sha", "tag_object"}
     assert set(fields) <= allowed, set(fields) - allowed
     encoded = {k: json.dumps(v) if k in ("stages", "parents") else v for k, v in fields.items()}
 
@@ -355,20 +381,25 @@ def requeue_interrupted() -> Callable[[sqlite3.Connection], list[int]]:
     return op
 
 
-def retry_build(build_id: int) -> Callable[[sqlite3.Connection], int]:
-    """Queue a finished build again as a new build of the same tag and commit."""
+def retry_build(build_id: int, force: bool = False) -> Callable[[sqlite3.Connection], int | None]:
+    """Queue a finished build again as a new build of the same tag and commit.
 
-    def op(conn: sqlite3.Connection) -> int:
+    A succeeded build is a release: it is built again only when forced (None otherwise).
+    """
+
+    def op(conn: sqlite3.Connection) -> int | None:
         row = conn.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
         if row is None:
             raise KeyError(build_id)
         if row["status"] not in FINISHED:
             raise ValueError(f"build {build_id} is {row['status']}; only finished builds can be retried")
+        if row["status"] == SUCCEEDED and not force:
+            return None
         cur = conn.execute(
             "INSERT INTO builds (dedupe_key, repository, image, tag, commit_sha, status, trigger, triggered_by,"
-            " build_args, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " build_args, created_at, tag_object) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (f"retry:{build_id}:{time.time_ns()}", row["repository"], row["image"], row["tag"], row["commit_sha"],
-             QUEUED, "retry", build_id, row["build_args"], time.time()))
+             QUEUED, "retry", build_id, row["build_args"], time.time(), row["tag_object"]))
         return cur.lastrowid
 
     return op

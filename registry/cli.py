@@ -169,7 +169,7 @@ def _store(config: Config):
 def cmd_users_add(args: argparse.Namespace) -> int:
     from registry.users import Role
 
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else None
     generated = _store(args.config_obj).add(args.user, Role(args.role), password)
     if password is None:
         # The only time this password is ever shown: it is stored as a bcrypt hash alone.

@@ -4,6 +4,12 @@ The launcher (asci_core) will one day answer this itself; until then, and as a
 safety net afterwards, the answer comes from two places: the Docker engine
 (images of ASCI's containers, found by label) and references listed in config.
 Anything implementing `DeployedImages` can be added.
+
+A running container is matched by content, not by the host it was pulled
+through: one registry answers to `localhost:5000`, `127.0.0.1:5000` and any
+alias, so a host string cannot say whether an image is ours. The engine's image
+id (the config digest) and its RepoDigests (manifest digests, whatever the
+host) are compared with what the registry holds.
 """
 from __future__ import annotations
 
@@ -17,10 +23,11 @@ from registry.reference import parse_reference
 
 @dataclass(frozen=True)
 class DeployedRef:
-    repository: str
+    repository: str | None  # None: any repository holding an image with this config digest
     tag: str | None
     digest: str | None
     source: str  # who says it is deployed, for the plan's "why"
+    image_id: str | None = None  # the engine's image id: the config digest of the running image
 
 
 class DeployedImages(Protocol):
@@ -93,11 +100,15 @@ class EngineDeployments:
                     images[image_id] = self.client.api.inspect_image(image_id)
                 except docker.errors.NotFound:
                     images[image_id] = {}
-            # The digest it was pulled by protects it even after its tag moved on.
+            if image_id.startswith("sha256:"):
+                # Survives a removed tag and a pull through another host name: the content itself.
+                refs.append(DeployedRef(None, None, None, source, image_id=image_id))
+            # The digest it was pulled by protects it even after its tag moved on, whichever host
+            # name it was pulled through (a manifest digest names the same bytes everywhere).
             for text in images.get(image_id, {}).get("RepoDigests") or []:
-                ref = _ref(text, self.address, source, True)
-                if ref:
-                    refs.append(ref)
+                ref = _ref(text, None, source, True)
+                if ref and ref.digest:
+                    refs.append(DeployedRef(ref.repository, None, ref.digest, source))
         return refs
 
 
@@ -107,12 +118,17 @@ class DeployedSet:
 
     tags: dict[tuple[str, str], str] = field(default_factory=dict)
     digests: dict[tuple[str, str], str] = field(default_factory=dict)
+    image_ids: dict[str, str] = field(default_factory=dict)  # config digest → why, in any repository
 
     @classmethod
     def gather(cls, sources: Iterable[DeployedImages]) -> "DeployedSet":
         found = cls()
         for source in sources:
             for ref in source.deployed_refs():
+                if ref.image_id:
+                    found.image_ids.setdefault(ref.image_id, ref.source)
+                if ref.repository is None:
+                    continue
                 if ref.tag:
                     found.tags.setdefault((ref.repository, ref.tag), ref.source)
                 if ref.digest:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from asci_core.jsonlog import get_logger
-from registry.client import INDEX_TYPES, RegistryClient
+from registry.client import INDEX_TYPES, Manifest, RegistryClient
 from registry.deployed import DeployedSet
 from registry.errors import NotFound
 from registry.semver import parse_version
@@ -29,6 +29,9 @@ class TagInfo:
     digest: str
     created: _dt.datetime | None = None
     media_type: str = ""
+    # Config digests of the image (of each platform's image for a manifest list): what the
+    # engine calls the image id, so a running container is recognised by content.
+    config_digests: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,9 @@ def plan_repository(repository: str, tags: Iterable[TagInfo], policy: RetentionP
                 age = now - t.created
                 if age < _dt.timedelta(days=policy.keep_days):
                     reasons[t.tag].append(f"built {age.days} day(s) ago, younger than {policy.keep_days:g}")
-        source = deployed.tags.get((repository, t.tag)) or deployed.digests.get((repository, t.digest))
+        source = (deployed.tags.get((repository, t.tag)) or deployed.digests.get((repository, t.digest))
+                  or next((deployed.image_ids[d] for d in (t.digest, *sorted(t.config_digests))
+                           if d in deployed.image_ids), None))
         if source:
             reasons[t.tag].append(f"deployed: {source}")
 
@@ -155,8 +160,10 @@ def _parse_created(value: Any) -> _dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
 
 
-def collect_tags(client: RegistryClient, repository: str, *, with_created: bool, workers: int = 8) -> list[TagInfo]:
-    """Every tag of REPOSITORY with its digest (and image creation time when a policy needs ages)."""
+def collect_tags(client: RegistryClient, repository: str, *, with_created: bool, with_configs: bool = False,
+                 workers: int = 8) -> list[TagInfo]:
+    """Every tag of REPOSITORY with its digest (and image creation time when a policy needs ages,
+    and config digests when running containers must be recognised by image id)."""
     tags = client.tags(repository)
 
     def head(tag: str) -> tuple[str, str, str] | None:
@@ -166,20 +173,37 @@ def collect_tags(client: RegistryClient, repository: str, *, with_created: bool,
             return None  # deleted since the listing
         return tag, digest, media_type
 
+    def read(digest: str) -> tuple[_dt.datetime | None, frozenset[str]]:
+        try:
+            manifest = client.get_manifest(repository, digest)
+            configs = frozenset(_config_digests(client, manifest)) if with_configs else frozenset()
+            created = _parse_created(client.image_config(manifest).get("created")) if with_created else None
+        except NotFound:
+            return None, frozenset()
+        return created, configs
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
         heads = [h for h in pool.map(head, tags) if h is not None]
-        created: dict[str, _dt.datetime | None] = {}
-        if with_created:
+        details: dict[str, tuple[_dt.datetime | None, frozenset[str]]] = {}
+        if with_created or with_configs:
             digests = sorted({d for _, d, _ in heads})
+            details = dict(zip(digests, pool.map(read, digests)))
+    return [TagInfo(tag, digest, details.get(digest, (None, frozenset()))[0], media_type,
+                    details.get(digest, (None, frozenset()))[1])
+            for tag, digest, media_type in heads]
 
-            def when(digest: str) -> _dt.datetime | None:
-                try:
-                    return _parse_created(client.image_config(client.get_manifest(repository, digest)).get("created"))
-                except NotFound:
-                    return None
 
-            created = dict(zip(digests, pool.map(when, digests)))
-    return [TagInfo(tag, digest, created.get(digest), media_type) for tag, digest, media_type in heads]
+def _config_digests(client: RegistryClient, manifest: Manifest) -> list[str]:
+    if not manifest.is_index:
+        config = manifest.data.get("config")
+        return [config["digest"]] if isinstance(config, dict) and "digest" in config else []
+    found: list[str] = []
+    for child in manifest.children():
+        try:
+            found += _config_digests(client, client.get_manifest(manifest.repository, child))
+        except NotFound:
+            continue
+    return found
 
 
 def plan(client: RegistryClient, settings: RegistryComponentSettings, deployed: DeployedSet,
@@ -191,7 +215,8 @@ def plan(client: RegistryClient, settings: RegistryComponentSettings, deployed: 
         if policy is None:
             result.unmanaged.append(repository)
             continue
-        infos = collect_tags(client, repository, with_created=policy.keep_days is not None)
+        infos = collect_tags(client, repository, with_created=policy.keep_days is not None,
+                             with_configs=bool(deployed.image_ids))
         result.repositories.append(plan_repository(repository, infos, policy, deployed, now))
     return result
 

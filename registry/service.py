@@ -25,7 +25,7 @@ from asci_core.config import Config
 from asci_core.config_base import Secret
 from asci_core.stack.part import Part, Probe, Started, StartError
 from registry.tokens import ensure_signing_key
-from registry.users import ADMIN_USER, Role, UserStore, new_password, write_private
+from registry.users import ADMIN_USER, UserStore, write_private
 
 __all__ = ["ADMIN_USER", "RegistryAccess", "RegistryPart", "registry_access", "registry_dir", "write_server_config"]
 
@@ -87,16 +87,10 @@ def _read_credentials(path: Path) -> tuple[str, Secret] | None:
 
 
 def ensure_credentials(directory: Path) -> None:
-    """Create the admin user once: a random password, bcrypt in htpasswd, plain in a 0600 file."""
+    """The generated admin: a random password, bcrypt in htpasswd, plain in a 0600 file (see UserStore.ensure_admin)."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    creds = directory / "credentials.json"
-    if creds.exists():
-        password = json.loads(creds.read_text())["password"]
-    else:
-        password = new_password()
-        write_private(creds, json.dumps({"username": ADMIN_USER, "password": password}) + "\n")
-    UserStore(directory).ensure(ADMIN_USER, Role.ADMIN, password)
+    UserStore(directory).ensure_admin(directory / "credentials.json")
 
 
 def _free_port(host: str) -> int:

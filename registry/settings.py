@@ -21,7 +21,10 @@ class RegistryAuthSettings:
     token_realm: str | None = setting(None, help="public URL of the token endpoint when clients reach the "
                                       "registry by another name (default: http(s)://HOST:TOKEN_PORT/token)",
                                       check="url")
-    token_ttl: int = setting(300, help="lifetime of an access token in seconds", check=("range", 30, 3600))
+    # The registry honours a token 60 s past its `exp`; the token service subtracts that, so this
+    # is the real lifetime, and it cannot be shorter than that leeway.
+    token_ttl: int = setting(300, help="how long an access token is accepted by the registry, in seconds",
+                             check=("range", 60, 3600))
     service: str = setting("asci-registry", help="service name (token audience) the registry expects", check="word")
     issuer: str = setting("asci-registry-token", help="issuer name the registry trusts", check="word")
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from asci_core import jsonlog
 from registry import token_service
+from registry.log_hygiene import guard_handlers, restrict_log_file
 
 log = jsonlog.get_logger("registry")
 _PR_SET_PDEATHSIG = 1
@@ -84,7 +85,10 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before the first line: this log names users and addresses, so it is not for everyone.
+    restrict_log_file(1)
     jsonlog.configure("info")
+    guard_handlers()
     return asyncio.run(run(_parser().parse_args(argv)))
 
 

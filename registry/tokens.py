@@ -22,7 +22,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from registry.errors import InvalidReference
+from registry.reference import check_repository
 from registry.users import Role, write_private
+
+# Distribution accepts a token up to this long after its `exp` (and before its `nbf`),
+# so `exp` is set this much earlier than the lifetime the setting promises.
+REGISTRY_LEEWAY = 60
+MAX_SCOPES = 32  # per token request; Docker asks for one or two
 
 
 def libtrust_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
@@ -68,14 +75,27 @@ class Scope:
         return {"type": self.type, "name": self.name, "actions": sorted(self.actions)}
 
 
+def _valid_repository(name: str) -> bool:
+    try:
+        check_repository(name)
+    except InvalidReference:
+        return False
+    return True
+
+
 def grant(role: Role | None, requested: Iterable[Scope]) -> list[Scope]:
-    """What ROLE may have of what was asked: the intersection, never more (an empty grant is not an error)."""
+    """What ROLE may have of what was asked: the intersection, never more (an empty grant is not an error).
+
+    A repository name outside Distribution's grammar (`../x`, over 255 characters,
+    non-ASCII) gets nothing: the registry would refuse it anyway, and a signed token
+    must never carry a name nobody checked.
+    """
     if role is None:
         return []
     granted: list[Scope] = []
-    for scope in requested:
+    for scope in list(requested)[:MAX_SCOPES]:
         if scope.type == "repository":
-            actions = scope.actions & role.actions()
+            actions = scope.actions & role.actions() if _valid_repository(scope.name) else frozenset()
         elif scope.type == "registry" and scope.name == "catalog":
             # Listing names reveals nothing a puller could not pull anyway.
             actions = scope.actions & {"*"}
@@ -96,9 +116,9 @@ class TokenSigner:
         self.service = service
         self.ttl = ttl
 
-    def issue(self, subject: str, scopes: list[Scope]) -> tuple[str, int, int]:
-        """Returns (token, expires_in, issued_at)."""
-        now = int(time.time())
+    def issue(self, subject: str, scopes: list[Scope], now: int | None = None) -> tuple[str, int, int]:
+        """Returns (token, expires_in, issued_at); the registry accepts the token for exactly `ttl` seconds."""
+        now = int(time.time()) if now is None else now
         claims = {
             "iss": self.issuer,
             "sub": subject,
@@ -106,7 +126,7 @@ class TokenSigner:
             "iat": now,
             # A little slack for clocks that disagree by a few seconds.
             "nbf": now - 5,
-            "exp": now + self.ttl,
+            "exp": now + self.ttl - REGISTRY_LEEWAY,
             "jti": secrets.token_hex(16),
             "access": [s.claim() for s in scopes],
         }

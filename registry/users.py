@@ -24,6 +24,10 @@ from asci_core.errors import UsageError
 
 ADMIN_USER = "asci-admin"
 USER_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+MIN_PASSWORD = 12  # characters
+# bcrypt reads at most 72 bytes (bcrypt 5 refuses more, older versions cut silently),
+# so a longer password could never be checked the same way everywhere: refuse it.
+MAX_PASSWORD_BYTES = 72
 
 
 class Role(str, Enum):
@@ -63,7 +67,35 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def fits_bcrypt(password: str) -> bool:
+    """True when bcrypt can check PASSWORD exactly: UTF-8, at most 72 bytes, no NUL."""
+    try:
+        data = password.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return len(data) <= MAX_PASSWORD_BYTES and b"\0" not in data
+
+
+def password_problem(password: str) -> str | None:
+    """Why PASSWORD cannot be stored (None: it can). Checked before anything is hashed or written."""
+    try:
+        size = len(password.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "a password must be valid UTF-8 text"
+    if len(password) < MIN_PASSWORD:
+        return f"a password must have at least {MIN_PASSWORD} characters"
+    if size > MAX_PASSWORD_BYTES:
+        return (f"a password may have at most {MAX_PASSWORD_BYTES} bytes in UTF-8 (bcrypt reads no further); "
+                f"this one has {size}")
+    if "\0" in password or any(c in password for c in "\r\n"):
+        return "a password may not contain NUL or line breaks"
+    return None
+
+
 def hash_password(password: str) -> str:
+    problem = password_problem(password)
+    if problem is not None:
+        raise UserError(problem)
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
 
 
@@ -95,6 +127,14 @@ def read_roles(path: Path) -> dict[str, Role]:
     return roles
 
 
+def _stored_password(credentials: Path) -> str | None:
+    try:
+        password = json.loads(credentials.read_text()).get("password")
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+    return password if isinstance(password, str) and password else None
+
+
 class UserStore:
     def __init__(self, directory: Path):
         self.directory = directory
@@ -119,9 +159,9 @@ class UserStore:
         """Create NAME with ROLE; returns the password (generated unless given). Never logs it."""
         if not USER_RE.fullmatch(name):
             raise UserError(f"{name!r} is not a valid user name (lower-case letters, digits, . _ -; at most 64)")
-        if password is not None and len(password) < 12:
-            raise UserError("a password must have at least 12 characters")
-        password = password or new_password()
+        if password is not None and (problem := password_problem(password)) is not None:
+            raise UserError(problem)
+        password = new_password() if password is None else password
         hashed = hash_password(password)
         with self._locked():
             users = read_htpasswd(self.htpasswd)
@@ -160,6 +200,27 @@ class UserStore:
             if name not in users:
                 users[name] = hash_password(password)
                 self._write_htpasswd(users)
+
+    def ensure_admin(self, credentials: Path) -> None:
+        """Make the generated admin exist, its password in CREDENTIALS (0600).
+
+        An admin that is missing from htpasswd was removed on purpose (perhaps its password
+        leaked), so it comes back with a new password, never the one in the old file.
+        """
+        with self._locked():
+            users = read_htpasswd(self.htpasswd)
+            roles = read_roles(self.roles)
+            if roles.get(ADMIN_USER) is not Role.ADMIN or not self.roles.exists():
+                roles[ADMIN_USER] = Role.ADMIN
+                self._write_roles(roles)
+            if ADMIN_USER in users and _stored_password(credentials) is not None:
+                return
+            password = new_password()
+            # The file first: a crash between the two writes then leaves an admin that is
+            # missing (and re-created next time), never one whose password nobody has.
+            write_private(credentials, json.dumps({"username": ADMIN_USER, "password": password}) + "\n")
+            users[ADMIN_USER] = hash_password(password)
+            self._write_htpasswd(users)
 
     def _write_htpasswd(self, users: dict[str, str]) -> None:
         write_private(self.htpasswd, "".join(f"{u}:{h}\n" for u, h in users.items()))

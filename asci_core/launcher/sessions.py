@@ -78,6 +78,10 @@ class Launcher:
         settings: LauncherSettings = config.launcher
         workdir = settings.workdir or Path(config.stack.state_dir) / "launcher"
         users_file = settings.users_file or workdir / "users.yaml"
+        if settings.backend == "swarm":
+            from .swarm import SwarmLauncher  # only a Swarm deployment needs it
+            return SwarmLauncher(settings, SessionStore(workdir / "sessions.sqlite"), LocalUsersFile(users_file),
+                                 scope)
         nodes = default_nodes(settings.nodes, str(config.stack.docker.socket))
         return cls(settings, SessionStore(workdir / "sessions.sqlite"), LocalUsersFile(users_file),
                    NodePool(nodes, settings.engine_timeout), scope)
@@ -185,7 +189,7 @@ class Launcher:
             return record
         self.store.update(record.id, state=STOPPING, reason=reason)
         try:
-            self.pool.call(record.node, lambda c: self._remove(c, record))
+            self.pool.call(self._engine_of(record), lambda c: self._remove(c, record))
         except NodeDown as exc:
             raise NodeUnavailable(f"session {record.id} is being stopped, but {exc}; "
                                   f"it is finished when the node answers again") from None
@@ -207,9 +211,13 @@ class Launcher:
             if exc.status_code not in (404, 409):
                 raise
 
+    def _engine_of(self, record: SessionRecord) -> str:
+        """The pool entry that can stop RECORD's session."""
+        return record.node
+
     def _remove_quietly(self, record: SessionRecord) -> None:
         try:
-            self.pool.call(record.node, lambda c: self._remove(c, record))
+            self.pool.call(self._engine_of(record), lambda c: self._remove(c, record))
         except (NodeDown, docker.errors.APIError):
             pass  # reconciliation removes it: its record is closed
 

@@ -23,6 +23,8 @@ IMAGE_REFERENCE = re.compile(
     r"(?:[a-zA-Z0-9.-]+(?::\d{1,5})?/)?"
     r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
     r"(?::\w[\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
+# The node-pool entry of the Swarm manager (backend: swarm).
+SWARM_MANAGER = "swarm-manager"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # What a desktop may get back after `cap_drop: ALL`. Capabilities that reach the host
 # (SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE, DAC_READ_SEARCH, ...) are never offered.
@@ -107,7 +109,27 @@ class NodeSettings:
 
 
 @dataclass(frozen=True)
+class SwarmSettings:
+    manager: str = setting(help="a Swarm manager's Docker Engine address: unix:///path/docker.sock or tcp://host:2376")
+    tls: NodeTLSSettings | None = setting(None, help="TLS files for a tcp:// manager (required unless loopback)")
+    timeout: float | None = setting(None, help="seconds before the manager counts as not answering "
+                                               "(default: launcher.engine_timeout)", check="positive")
+    start_timeout: float = setting(60.0, help="seconds a new session may take to be placed and running",
+                                   check="positive")
+
+    @property
+    def url(self) -> str:  # read by the address check shared with nodes
+        return self.manager
+
+
+@dataclass(frozen=True)
 class LauncherSettings:
+    backend: Literal["engines", "swarm"] = setting(
+        "engines", help="engines: ASCI drives each node's Docker engine and places sessions itself; "
+                        "swarm: sessions are Swarm services, placed by Swarm after ASCI's admission")
+    swarm: SwarmSettings | None = setting(None, help="the Swarm manager (backend: swarm); launcher.nodes then names "
+                                                     "Swarm nodes by hostname: their capacity bounds admission and "
+                                                     "connect reaches sessions through their engines")
     workdir: Path | None = setting(None, help="session database (default: STATE_DIR/launcher)")
     users_file: Path | None = setting(None, help="local users file, YAML or JSON (default: STATE_DIR/launcher/users.yaml)")
     placement: Literal["spread", "pack"] = setting(
@@ -169,6 +191,13 @@ class LauncherSettings:
             found.extend((f"{key}.{k}", p) for k, p in _node_url_problems(node))
             if node.memory is not None:
                 found.extend(_size_problem(f"{key}.memory", node.memory))
+            if self.backend == "swarm" and node.name == SWARM_MANAGER:
+                found.append((f"{key}.name", f"{SWARM_MANAGER!r} names the Swarm manager; choose another name"))
+        if self.backend == "swarm":
+            if self.swarm is None:
+                found.append(("swarm", "backend swarm needs the manager's address (launcher.swarm.manager)"))
+            else:
+                found.extend((f"swarm.{'manager' if k == 'url' else k}", p) for k, p in _node_url_problems(self.swarm))
         return found
 
 
@@ -180,7 +209,7 @@ def _size_problem(key: str, value: str) -> list[tuple[str, str]]:
     return []
 
 
-def _node_url_problems(node: NodeSettings) -> list[tuple[str, str]]:
+def _node_url_problems(node: NodeSettings | SwarmSettings) -> list[tuple[str, str]]:
     unix = re.fullmatch(r"unix://(/\S+)", node.url)
     tcp = re.fullmatch(r"tcp://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})", node.url)
     if not unix and not tcp:

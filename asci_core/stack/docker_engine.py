@@ -13,9 +13,12 @@ import requests.exceptions
 from asci_core.stack.part import Part, Probe, Started, StartError
 
 
-def docker_client(socket: str | os.PathLike[str], timeout: int = 120) -> docker.DockerClient:
-    """The one factory of Docker clients: the engine behind SOCKET (the caller closes the client)."""
-    return docker.DockerClient(base_url=f"unix://{socket}", timeout=timeout)
+def docker_client(socket: str | os.PathLike[str], timeout: int = 120, version: str | None = None) -> docker.DockerClient:
+    """The one factory of Docker clients: the engine behind SOCKET (the caller closes the client).
+
+    VERSION, when known, spares the client its API-version round trip (hot paths pass it back).
+    """
+    return docker.DockerClient(base_url=f"unix://{socket}", timeout=timeout, version=version)
 
 
 @contextlib.contextmanager

@@ -66,6 +66,16 @@ class WorkTree:
         self.repo.remote("origin").push(name)
         return self.repo.head.commit.hexsha
 
+    def tag_object(self, name: str) -> str:
+        """The hash of an annotated tag's object: what Bitbucket Server sends as toHash."""
+        return self.repo.tags[name].tag.hexsha
+
+    def move_tag(self, name: str) -> str:
+        """Force-move a tag to HEAD and force-push it, as `git tag -f` + `git push -f` would."""
+        self.repo.create_tag(name, message=f"release {name} (moved)", force=True)
+        self.repo.remote("origin").push(f"+refs/tags/{name}:refs/tags/{name}")
+        return self.repo.head.commit.hexsha
+
 
 def sign(body: bytes, secret: str = SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -105,7 +115,8 @@ def cloud_payload(name: str, ref: str, commit: str | None, *, kind: str = "tag",
 
 
 def deliver(base_url: str, payload: dict | bytes, *, event: str = "repo:refs_changed", secret: str = SECRET,
-            request_id: str | None = None, signature: str | None = None, cloud: bool = False) -> requests.Response:
+            request_id: str | None = None, signature: str | None = None, cloud: bool = False,
+            path: str = "/hooks/bitbucket") -> requests.Response:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     headers = {"Content-Type": "application/json", "X-Event-Key": event}
     if signature != "":
@@ -115,14 +126,14 @@ def deliver(base_url: str, payload: dict | bytes, *, event: str = "repo:refs_cha
         headers.update({"X-Request-UUID": rid, "X-Hook-UUID": "hook-1", "X-Attempt-Number": "1"})
     else:
         headers["X-Request-Id"] = rid
-    return requests.post(f"{base_url}/hooks/bitbucket", data=body, headers=headers, timeout=30)
+    return requests.post(f"{base_url}{path}", data=body, headers=headers, timeout=30)
 
 
 def autobuild_config(path: Path, *, config: Any, workdir: Path, git_root: Path, port: int,
                      repositories: list[dict[str, Any]], slack_url: str | None = None, notify_success: bool = False,
                      concurrency: int = 2, state_dir: Path | None = None, registry_port: int | None = None,
                      retry_base: float = 0.5, max_attempts: int = 8,
-                     server_host: dict[str, Any] | None = None) -> Path:
+                     server_host: dict[str, Any] | None = None, autobuild: dict[str, Any] | None = None) -> Path:
     clone = f"file://{git_root}/{{project}}/{{slug}}.git"
     data: dict[str, Any] = {
         "server": {"port": port},
@@ -138,6 +149,7 @@ def autobuild_config(path: Path, *, config: Any, workdir: Path, git_root: Path, 
                 {"name": "cloud", "kind": "cloud", "url": CLOUD_HOST, "clone_url": clone},
             ],
             "repositories": [{"webhook_secret": SECRET, **r} for r in repositories],
+            **(autobuild or {}),
         },
         "slack": {"notify_success": notify_success, **({"webhook_url": slack_url} if slack_url else {})},
     }

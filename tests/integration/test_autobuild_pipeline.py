@@ -32,7 +32,8 @@ def env(stack, tmp_path_factory):
         root / "asci.yaml", config=stack.config, workdir=root / "work", git_root=root / "git",
         port=port, slack_url=slack.url, notify_success=True,
         repositories=[
-            {"name": SERVER_REPO, "image": f"asci-test/app-{TOKEN}", "move_latest": True},
+            # Mutable, so the CLI test can force a succeeded build to be pushed again.
+            {"name": SERVER_REPO, "image": f"asci-test/app-{TOKEN}", "move_latest": True, "immutable_tags": False},
             {"name": CLOUD_REPO, "host": "cloud", "image": f"asci-test/cloudapp-{TOKEN}"},
         ])
     serve = Serve(config, port, root / "serve.log").start()
@@ -131,7 +132,9 @@ def test_builds_cli_lists_shows_logs_retries_and_graphs(env):
     assert "stage clone    ok" in shown.stdout
     log = asci("log", str(first["id"]))
     assert log.returncode == 0 and "==> push done" in log.stdout
-    retried = asci("retry", str(first["id"]))
+    unchanged = asci("retry", str(first["id"]))  # a success is a release: not built again unless forced
+    assert unchanged.returncode == 0 and "already succeeded; nothing queued" in unchanged.stdout
+    retried = asci("retry", "--force", str(first["id"]))
     assert retried.returncode == 0 and retried.stdout.startswith("queued build ")
     new_id = int(retried.stdout.split()[2])
     followed = asci("log", "-f", str(new_id))  # returns only when the build has ended

@@ -99,10 +99,11 @@ def test_unknown_event_is_400(env, stack):
     assert resp.status_code == 400 and "unsupported event 'pr:opened'" in resp.json()["reason"]
 
 
-def test_unconfigured_repository_is_403(env, stack):
+def test_unconfigured_repository_answers_like_a_bad_signature(env, stack):
+    # Issue 8.2: a 403 naming the repository told which repositories exist.
     resp = deliver(env["serve"].url, server_payload(f"TR/other-{TOKEN}", "v1.0.0", env["commit"]))
-    assert resp.status_code == 403
-    assert resp.json()["reason"] == f"repository TR/other-{TOKEN} is not configured for autobuild"
+    assert resp.status_code == 401
+    assert resp.json() == {"status": "refused", "reason": "signature does not match"}
     assert_nothing_happened(env, stack)
 
 
@@ -141,7 +142,7 @@ def test_tag_deletion_is_ignored_with_reason(env, stack):
     ("../../x", "is not a valid Docker tag"),
     ("v" + "1" * 299, "tag is 300 characters long; Docker allows at most 128"),
     ("v1.0.0-ünïcödé", "contains characters that are not printable ASCII"),
-    ("$(touch /tmp/x)", "is not a valid Docker tag"),
+    (f"$(touch {PWNED}-x)", "is not a valid Docker tag"),
     ("-v1.0.0", "is not a valid Docker tag"),
     ("release-candidate", "does not match this repository's tag filter"),
 ])
@@ -151,7 +152,7 @@ def test_hostile_or_filtered_tags_are_refused(env, stack, tag, reason):
     change = resp.json()["changes"][0]
     assert change["result"] == "refused" and reason in change["reason"]
     assert_nothing_happened(env, stack)
-    assert not Path("/tmp/x").exists()
+    assert not Path(f"{PWNED}-x").exists()  # a path of its own: /tmp/x may be anyone's
 
 
 def test_ping_needs_a_valid_signature(env):

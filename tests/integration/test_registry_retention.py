@@ -256,3 +256,49 @@ def test_pagination_returns_every_tag_and_repository_exactly_once(sandbox, base,
     catalog = client.catalog(page_size=100)
     assert len(catalog) == len(set(catalog))
     assert set(names) <= set(catalog) and len(catalog) >= 261
+
+
+def test_a_container_pulled_through_another_host_name_keeps_its_image(sandbox, base, docker_client, unique):
+    """localhost:PORT and 127.0.0.1:PORT are one registry: what runs is recognised by content."""
+    client = sandbox.client()
+    repo = unique("alias")
+    digests = {tag: assemble(client, base, repo, tag, OLD, tag) for tag in ("v1.0.0", "v1.1.0", "v1.2.0")}
+    alias = sandbox.address.replace("127.0.0.1", "localhost")
+    assert alias != sandbox.address
+    containers = []
+    try:
+        for tag in ("v1.0.0", "v1.1.0"):
+            docker_client.images.pull(f"{alias}/{repo}", tag=tag, auth_config=sandbox.access.auth_config())
+            containers.append(docker_client.containers.run(
+                f"{alias}/{repo}:{tag}", ["sleep", "300"], detach=True, name=unique(f"alias-{tag}"),
+                labels={**LABELS, "asci.component": "alias-test"}))
+        # v1.1.0's local name is gone: only the engine's image id still says what it runs.
+        docker_client.images.remove(f"{alias}/{repo}:v1.1.0", force=True)
+        assert not docker_client.images.get(containers[1].image.id).attrs["RepoTags"]
+
+        config = sandbox.variant("alias.yaml", {"retention": [{"repository": repo, "keep_last": 0, "keep_tags": []}]})
+        dry = asci(config, "retain", "--dry-run", "--json", repo)
+        assert dry.returncode == 0, dry.stderr
+        (planned,) = json.loads(dry.stdout)["plan"]["repositories"]
+        why = {t["tag"]: t["why"] for t in planned["tags"]}
+        for tag in ("v1.0.0", "v1.1.0"):
+            assert why[tag].startswith("deployed: container ") and "asci.component=alias-test" in why[tag], why
+        assert planned["delete_digests"] == [digests["v1.2.0"]]
+
+        applied = asci(config, "retain", "--no-gc", "--json", repo)
+        assert applied.returncode == 0, applied.stderr
+        assert sorted(client.tags(repo)) == ["v1.0.0", "v1.1.0"]
+        assert client.manifest_digest(repo, "v1.1.0") == digests["v1.1.0"]
+        with pytest.raises(NotFound):
+            client.manifest_digest(repo, digests["v1.2.0"])
+        for container in containers:
+            container.reload()
+            assert container.status == "running"
+    finally:
+        for container in containers:
+            container.remove(force=True)
+        for tag in ("v1.0.0", "v1.1.0"):
+            try:
+                docker_client.images.remove(f"{alias}/{repo}:{tag}", force=True)
+            except Exception:
+                pass

@@ -104,7 +104,7 @@ def test_builds_without_a_service_is_exit_1():
 
 def test_bad_build_id_is_a_usage_error():
     result = run("builds", "show", "seven")
-    assert result.returncode == 2 and "invalid int value: 'seven'" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "'seven' is not a build id" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_old_logging_level_key_still_loads(tmp_path):

@@ -120,3 +120,34 @@ def test_the_commented_example_in_asci_example_yaml_loads(tmp_path: Path):
     launcher = parse_config(uncommented).launcher
     assert [e.name for e in launcher.environments] == ["desktop-base"]
     assert [n.name for n in launcher.nodes] == ["node1", "gpu1"] and launcher.nodes[1].tls is not None
+
+
+SWARM = """
+launcher:
+  backend: swarm
+  swarm: {manager: "unix:///run/swarm-manager.sock", start_timeout: 20}
+  nodes:
+    - {name: node1, url: "unix:///run/node1.sock", cpus: 8, memory: 32g}
+"""
+
+
+def test_the_engines_backend_is_the_default_and_swarm_is_chosen_by_configuration():
+    assert parse_config("").launcher.backend == "engines"
+    launcher = parse_config(SWARM).launcher
+    assert launcher.backend == "swarm" and launcher.swarm.manager == "unix:///run/swarm-manager.sock"
+    assert launcher.swarm.start_timeout == 20.0
+
+
+@pytest.mark.parametrize("old,new,key,words", [
+    ("backend: swarm", "backend: kubernetes", "launcher.backend", "engines, swarm"),
+    ('  swarm: {manager: "unix:///run/swarm-manager.sock", start_timeout: 20}\n', "", "launcher.swarm",
+     "needs the manager's address"),
+    ('"unix:///run/swarm-manager.sock"', '"tcp://manager.site:2376"', "launcher.swarm.tls", "needs TLS"),
+    ('"unix:///run/swarm-manager.sock"', '"manager"', "launcher.swarm.manager", "unix:///"),
+    ("name: node1", "name: swarm-manager", "launcher.nodes[0].name", "names the Swarm manager"),
+    ("start_timeout: 20", "start_timeout: 0", "launcher.swarm.start_timeout", "above 0"),
+])
+def test_swarm_mistakes_are_one_line_naming_the_key(old, new, key, words):
+    assert old in SWARM
+    message = error_of(SWARM.replace(old, new, 1))
+    assert f"asci.yaml: {key}: " in message and words in message

@@ -12,7 +12,7 @@ from cryptography import x509
 
 from registry.errors import InvalidReference
 from registry.reference import parse_reference
-from registry.tokens import Scope, TokenSigner, ensure_signing_key, grant, libtrust_key_id
+from registry.tokens import REGISTRY_LEEWAY, Scope, TokenSigner, ensure_signing_key, grant, libtrust_key_id
 from registry.token_service import Authenticator
 from registry.users import ADMIN_USER, Role, UserError, UserStore
 
@@ -49,7 +49,8 @@ def test_token_carries_the_libtrust_kid_of_the_trusted_certificate(tmp_path):
     assert len(kid.split(":")) == 12 and all(len(p) == 4 for p in kid.split(":"))
     claims = jwt.decode(token, cert.public_key(), algorithms=["ES256"], audience="asci-registry",
                         issuer="asci-registry-token")
-    assert claims["sub"] == "node1" and claims["exp"] - claims["iat"] == ttl == 300
+    # The registry honours a token REGISTRY_LEEWAY seconds past exp: the lifetime it grants is the ttl.
+    assert claims["sub"] == "node1" and claims["exp"] + REGISTRY_LEEWAY - claims["iat"] == ttl == 300
     assert claims["access"] == [{"type": "repository", "name": "a/b", "actions": ["pull"]}]
     assert stat.S_IMODE((tmp_path / "k.pem").stat().st_mode) == 0o600
 
@@ -124,3 +125,50 @@ def test_references_parse_tags_digests_and_addresses():
     ref = parse_reference(f"facility/desk@{d}")
     assert (ref.repository, ref.tag, ref.digest, ref.reference) == ("facility/desk", None, d, d)
     assert parse_reference("desk").reference == "latest"
+
+
+@pytest.mark.parametrize("password, problem", [
+    ("p" * 73, "at most 72 bytes"), ("é" * 37, "at most 72 bytes"), ("short", "at least 12"),
+    ("line\nbreak-password", "NUL or line breaks"), ("nul\0-in-the-password", "NUL or line breaks")])
+def test_passwords_bcrypt_cannot_check_exactly_are_refused_before_storing(tmp_path, password, problem):
+    store = UserStore(tmp_path)
+    with pytest.raises(UserError, match=problem):
+        store.add("node1", Role.PULL, password)
+    assert store.list() == []
+    assert store.add("node2", Role.PULL, "é" * 36) == "é" * 36  # 72 bytes: fine
+
+
+def test_the_authenticator_refuses_long_passwords_without_raising(tmp_path):
+    store = UserStore(tmp_path)
+    store.ensure(ADMIN_USER, Role.ADMIN, "admin-password-1")
+    auth = Authenticator(tmp_path / "htpasswd", tmp_path / "roles.json")
+    (tmp_path / "htpasswd").write_text((tmp_path / "htpasswd").read_text() + "broken:$2b$12$not-a-hash\n")
+    for user, password in ((ADMIN_USER, "admin-password-1" + "x" * 80), ("nobody", "x" * 80),
+                           (ADMIN_USER, "nul\0"), ("broken", "whatever-password")):
+        assert asyncio.run(auth.check(user, password)) is None
+
+
+def test_scopes_for_names_outside_the_grammar_are_never_granted():
+    asked = scopes("repository:../x:pull", f"repository:{'a' * 256}:pull", "repository:caf\u00e9:pull",
+                   "repository:a/b\u0661:pull", "repository:ok/name:pull", "repository:A:pull")
+    assert [s.name for s in grant(Role.ADMIN, asked)] == ["ok/name"]
+    assert len(grant(Role.ADMIN, scopes(*[f"repository:r{i}:pull" for i in range(100)]))) == 32
+
+
+def test_a_removed_generated_admin_comes_back_with_a_new_password(tmp_path):
+    import json
+
+    store = UserStore(tmp_path)
+    creds = tmp_path / "credentials.json"
+    store.ensure_admin(creds)
+    first = json.loads(creds.read_text())["password"]
+    store.ensure_admin(creds)
+    assert json.loads(creds.read_text())["password"] == first  # kept while it exists
+    store.add("ops", Role.ADMIN, "ops-admin-password")
+    store.remove(ADMIN_USER)
+    store.ensure_admin(creds)
+    second = json.loads(creds.read_text())["password"]
+    assert second != first and stat.S_IMODE(creds.stat().st_mode) == 0o600
+    auth = Authenticator(tmp_path / "htpasswd", tmp_path / "roles.json")
+    assert asyncio.run(auth.check(ADMIN_USER, first)) is None
+    assert asyncio.run(auth.check(ADMIN_USER, second)) is Role.ADMIN

@@ -121,3 +121,14 @@ def test_registry_section_is_checked_at_load():
         parse_config("registry:\n  deployed: ['Bad:v1']\n")
     with pytest.raises(ConfigError, match="registry.tls: certificate and key must be given together"):
         parse_config("registry:\n  tls: {certificate: /etc/cert.pem}\n")
+
+
+def test_a_running_image_is_recognised_by_its_image_id_in_any_repository():
+    deployed = DeployedSet(image_ids={digest(500): "container desk-1"})
+    tags = [TagInfo("v1.0.0", digest(1), OLD, config_digests=frozenset({digest(500)})),
+            TagInfo("v1.1.0", digest(2), OLD, config_digests=frozenset({digest(501)})),
+            TagInfo("v1.2.0", digest(500), OLD)]  # engines with the containerd store use the manifest digest
+    plan = plan_repository("facility/desk", tags, RetentionPolicy(repository="facility/*", keep_last=0, keep_tags=[]),
+                           deployed, NOW)
+    assert {d.tag: d.keep for d in plan.decisions} == {"v1.0.0": True, "v1.1.0": False, "v1.2.0": True}
+    assert plan.delete_digests == [digest(2)]

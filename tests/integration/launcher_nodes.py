@@ -1,0 +1,371 @@
+"""Real Docker nodes on this machine for the multi-node and Swarm tests (test tooling, not product code).
+
+Each node is its own network namespace with its own `dockerd`, wired by a veth into a
+bridge that lives in a private "switch" namespace: the host's interfaces, routes and
+firewall are never touched, and nothing in a node has a route beyond the switch. The
+engine runs under `nsenter --net` + `unshare --mount --uts` (not `ip netns exec`, which
+remounts /sys and loses the cgroup mounts) with a private /etc/docker, so every node
+has its own engine ID and hostname.
+
+Everything carries this run's token (namespaces, veths, sockets, cgroup parents, data
+directories), so concurrent runs never meet, and teardown stops only what was started
+here: the processes inside the run's own namespaces. Addresses: 10.231.0.0/24 on the
+switch, 10.232.N.0/24 as node N's docker0, 10.233.N.0/20 for its other networks — all
+inside the namespaces, none collides with the shared engine's 172.17/16.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import docker
+import docker.errors
+import requests.exceptions
+
+ROOT = Path("/var/tmp/asci-test-nodes")
+SUBSYSTEMS = Path("/sys/fs/cgroup")
+ENGINE_START_TIMEOUT = 30.0
+# The node's dockerd replaces the shell, so the process started here *is* the engine.
+START_ENGINE = """
+hostname "$1"
+mount --bind "$2" /etc/docker
+shift 2
+exec dockerd "$@"
+"""
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+@dataclass
+class EngineNode:
+    name: str          # hostname and node name in the launcher's settings
+    netns: str
+    address: str       # on the switch
+    base: Path
+    socket: Path
+    cgroup_parent: str
+    process: subprocess.Popen | None = None
+    stopped: bool = field(default=False)
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def client(self, timeout: float = 60.0) -> docker.DockerClient:
+        return docker.DockerClient(base_url=self.url, timeout=timeout, version="1.41")
+
+    # --- making it stop answering ---------------------------------------
+
+    def freeze(self) -> None:
+        """The engine hangs: connections are accepted by the kernel, nothing answers. Sessions keep running."""
+        os.kill(self.process.pid, signal.SIGSTOP)
+        self.stopped = True
+
+    def thaw(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+        self.stopped = False
+
+
+class NodeCluster:
+    """N real engines in namespaces. Use as a context manager: it always tears down what it started."""
+
+    def __init__(self, count: int, label: str, live_restore: bool = False):
+        """LIVE_RESTORE: containers outlive their engine (what a facility sets on session nodes;
+        Swarm mode refuses it)."""
+        self.live_restore = live_restore
+        token = uuid.uuid4().hex[:6]
+        self.token = token
+        self.base = ROOT / f"{label}-{token}"
+        self.switch = f"asci-t-{token}-sw"
+        self.nodes = [
+            EngineNode(name=f"{label}{i}", netns=f"asci-t-{token}-n{i}", address=f"10.231.0.{10 + i}",
+                     base=self.base / f"n{i}", socket=Path(f"/run/asci-test-{token}-n{i}.sock"),
+                     cgroup_parent=f"/asci-test-{token}-n{i}")
+            for i in range(1, count + 1)]
+        self._namespaces: list[str] = []
+        self.timings: dict[str, float] = {}
+
+    def __enter__(self) -> "NodeCluster":
+        try:
+            self.start()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.teardown()
+
+    def __iter__(self) -> Iterator[EngineNode]:
+        return iter(self.nodes)
+
+    # --- start -----------------------------------------------------------
+
+    def start(self) -> None:
+        sweep_abandoned()
+        began = time.monotonic()
+        self.base.mkdir(parents=True, exist_ok=False)
+        (self.base / "owner").write_text(str(os.getpid()))
+        self._add_namespace(self.switch)
+        _ip("-n", self.switch, "link", "set", "lo", "up")
+        _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.switch, "link", "set", "br0", "up")
+        for i, node in enumerate(self.nodes, start=1):
+            self._add_namespace(node.netns)
+            inside, outside = f"at{self.token}n{i}", f"at{self.token}s{i}"
+            _ip("link", "add", inside, "netns", node.netns, "type", "veth", "peer", "name", outside,
+                "netns", self.switch)
+            _ip("-n", self.switch, "link", "set", outside, "master", "br0", "up")
+            _ip("-n", node.netns, "link", "set", "lo", "up")
+            _ip("-n", node.netns, "link", "set", inside, "name", "eth0")
+            _ip("-n", node.netns, "addr", "add", f"{node.address}/24", "dev", "eth0")
+            _ip("-n", node.netns, "link", "set", "eth0", "up")
+        self.timings["network"] = time.monotonic() - began
+        for i, node in enumerate(self.nodes, start=1):
+            self._start_engine(node, i)
+        began = time.monotonic()
+        for node in self.nodes:
+            self.wait_answering(node)
+        self.timings["engines"] = time.monotonic() - began
+
+    def _add_namespace(self, name: str) -> None:
+        _ip("netns", "add", name)
+        self._namespaces.append(name)
+
+    def _start_engine(self, node: EngineNode, index: int) -> None:
+        for part in ("data", "exec", "etc-docker"):
+            (node.base / part).mkdir(parents=True, exist_ok=True)
+        args = [
+            "--data-root", str(node.base / "data"), "--exec-root", str(node.base / "exec"),
+            "--pidfile", str(node.base / "dockerd.pid"), "-H", node.url,
+            "--iptables=true", "--bip", f"10.232.{index}.1/24",
+            "--default-address-pool", f"base=10.233.{index * 16}.0/20,size=24",
+            "--cgroup-parent", node.cgroup_parent, "--shutdown-timeout", "2",
+            "--log-driver", "json-file",
+        ]
+        if self.live_restore:
+            args.append("--live-restore")
+        env = {**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
+        with open(node.base / "dockerd.log", "ab") as log:
+            node.process = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{node.netns}", "unshare", "--mount", "--uts", "--propagation", "slave",
+                 "sh", "-c", START_ENGINE, "sh", node.name, str(node.base / "etc-docker"), *args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def wait_answering(self, node: EngineNode, timeout: float = ENGINE_START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if node.process.poll() is not None:
+                raise RuntimeError(f"engine of {node.name} exited ({node.process.returncode}):\n{self.log_tail(node)}")
+            try:
+                client = node.client(timeout=2)
+                try:
+                    client.ping()
+                    return
+                finally:
+                    client.close()
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"engine of {node.name} did not answer in {timeout:g} s:\n"
+                                       f"{self.log_tail(node)}") from None
+                time.sleep(0.1)
+
+    def restart(self, node: EngineNode) -> None:
+        """Start the engine of a node whose engine was killed, on the same data."""
+        (node.base / "dockerd.pid").unlink(missing_ok=True)
+        node.socket.unlink(missing_ok=True)
+        self._start_engine(node, self.nodes.index(node) + 1)
+        self.wait_answering(node)
+
+    def kill(self, node: EngineNode, timeout: float = 30.0) -> None:
+        """The engine dies (its sessions' containers keep running under their shims).
+
+        Its containerd dies with it, but is reaped by this machine's init only after a
+        while; until then a new engine takes the zombie for a running containerd and waits
+        for it in vain, so this returns once that process is gone."""
+        pidfile = node.base / "exec/containerd/containerd.pid"
+        try:
+            containerd = int(pidfile.read_text())
+        except (OSError, ValueError):
+            containerd = None
+        node.process.kill()
+        node.process.wait(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while containerd is not None and Path(f"/proc/{containerd}").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"containerd of {node.name} (pid {containerd}) did not go")
+            time.sleep(0.05)
+
+    def load_image(self, source: docker.DockerClient, reference: str) -> None:
+        """Copy REFERENCE from SOURCE into every node (docker save | docker load)."""
+        began = time.monotonic()
+        archive = b"".join(source.images.get(reference).save(named=True))
+        for node in self.nodes:
+            client = node.client()
+            try:
+                client.images.load(archive)
+            finally:
+                client.close()
+        self.timings[f"load {reference}"] = time.monotonic() - began
+
+    def log_tail(self, node: EngineNode, lines: int = 20) -> str:
+        try:
+            return "\n".join((node.base / "dockerd.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    # --- teardown --------------------------------------------------------
+
+    def teardown(self) -> None:
+        """Stop everything started in this run's namespaces, then remove them and the data. Never raises."""
+        began = time.monotonic()
+        for node in self.nodes:
+            if node.process is not None and node.process.poll() is None:
+                try:
+                    node.process.send_signal(signal.SIGCONT)
+                    node.process.terminate()
+                except ProcessLookupError:
+                    pass
+        for node in self.nodes:
+            if node.process is not None:
+                try:
+                    node.process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    node.process.kill()
+                    node.process.wait(timeout=10)
+        # Whatever is left in our namespaces (containerd, shims, session processes) was started here.
+        for name in reversed(self._namespaces):
+            _kill_namespace_processes(Path("/run/netns") / name)
+        # Session containers have namespaces of their own, and live restore keeps them past their
+        # engine: they are found by the node's cgroup parent.
+        for node in self.nodes:
+            _kill_cgroup_processes(node.cgroup_parent)
+        for name in reversed(self._namespaces):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
+        for node in self.nodes:
+            node.socket.unlink(missing_ok=True)
+            _remove_cgroups(node.cgroup_parent)
+        _remove_tree(self.base)
+        self.timings["teardown"] = time.monotonic() - began
+
+
+def sweep_abandoned() -> None:
+    """Remove what a run that was killed before its teardown left behind (its owner process is gone):
+    the processes in its namespaces, the namespaces, sockets, cgroups and data. Runs still alive are
+    never touched."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout.split()
+    for base in ROOT.glob("*-*") if ROOT.is_dir() else ():
+        try:
+            owner = int((base / "owner").read_text())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{owner}").exists():
+            continue
+        token = base.name.rsplit("-", 1)[1]
+        namespaces = [n for n in listed if n.startswith(f"asci-t-{token}-")]
+        for name in namespaces:
+            _kill_namespace_processes(Path("/run/netns") / name)
+        for name in namespaces:
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
+        for sock in Path("/run").glob(f"asci-test-{token}-n*.sock"):
+            sock.unlink(missing_ok=True)
+        for node in base.glob("n*"):
+            _kill_cgroup_processes(f"/asci-test-{token}-{node.name}")
+            _remove_cgroups(f"/asci-test-{token}-{node.name}")
+        _remove_tree(base)
+    # A cgroup parent whose run has no directory any more finished its teardown (the directory goes
+    # last), so whatever still runs there was left behind.
+    live_tokens = {b.name.rsplit("-", 1)[1] for b in ROOT.glob("*-*")} if ROOT.is_dir() else set()
+    pids = SUBSYSTEMS / "pids"
+    for parent in pids.glob("asci-test-*-n*") if pids.is_dir() else ():
+        mine = re.fullmatch(r"asci-test-([0-9a-f]{6})-n\d+", parent.name)
+        if mine and mine.group(1) not in live_tokens:
+            _kill_cgroup_processes(f"/{parent.name}")
+            _remove_cgroups(f"/{parent.name}")
+
+
+def _namespace_pids(netns: Path) -> list[int]:
+    try:
+        target = os.stat(netns)
+    except OSError:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                st = os.stat(f"/proc/{entry}/ns/net")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                found.append(int(entry))
+    return found
+
+
+def _kill_namespace_processes(netns: Path) -> None:
+    deadline = time.monotonic() + 20
+    while pids := _namespace_pids(netns):
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def _cgroup_pids(parent: str) -> list[int]:
+    top = SUBSYSTEMS / "pids" / parent.lstrip("/")
+    found: list[int] = []
+    for procs in top.rglob("cgroup.procs") if top.is_dir() else ():
+        try:
+            found += [int(line) for line in procs.read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _kill_cgroup_processes(parent: str) -> None:
+    deadline = time.monotonic() + 20
+    while pids := _cgroup_pids(parent):
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def _remove_cgroups(parent: str) -> None:
+    for subsystem in SUBSYSTEMS.iterdir() if SUBSYSTEMS.is_dir() else ():
+        top = subsystem / parent.lstrip("/")
+        if not top.is_dir():
+            continue
+        for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+        try:
+            top.rmdir()
+        except OSError:
+            pass
+
+
+def _remove_tree(path: Path) -> None:
+    # An engine that died may leave mounts behind only in its own (now gone) mount namespace;
+    # on the host its data directory is plain files.
+    shutil.rmtree(path, ignore_errors=True)
