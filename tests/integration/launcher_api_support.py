@@ -11,6 +11,7 @@ import yaml
 from aiohttp import web
 
 from asci_core.config import load_config
+from asci_core.http_guard import GuardedRunner
 from asci_core.launcher import http
 from asci_core.launcher.api_tokens import admin_token_path, read_admin_token
 from tests.conftest import free_port
@@ -64,7 +65,7 @@ class ServedApi:
         self.url = f"http://127.0.0.1:{self.config.server.port}"
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.runner: web.AppRunner | None = None
+        self.runner: GuardedRunner | None = None
 
     def start(self) -> "ServedApi":
         self._thread.start()
@@ -73,7 +74,7 @@ class ServedApi:
             app = web.Application()
             make = (lambda: self.make_launcher(self.config)) if self.make_launcher else None
             self.api = http.setup(app, self.config, scope=self.scope, make_launcher=make)
-            self.runner = web.AppRunner(app, access_log=None)
+            self.runner = GuardedRunner(app, access_log=None)  # as `asci serve` runs it
             await self.runner.setup()
             await web.TCPSite(self.runner, "127.0.0.1", self.config.server.port).start()
 
