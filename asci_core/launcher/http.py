@@ -1,4 +1,5 @@
-"""The sessions API under `asci serve`: /api/v1/environments, /sessions, /sessions/{id}/connect, /nodes.
+"""The sessions API under `asci serve`: /api/v1/environments, /sessions, /sessions/{id}/connect, /nodes,
+and /sessions/{id}/activity (the proxy's report that a viewer is connected, which feeds idle culling).
 
 Every call carries a bearer token (api_tokens.py); there is no anonymous call.
 Handlers stay thin: they check the request's shape, then hand the work to the
@@ -95,6 +96,7 @@ def setup(app: web.Application, config: Any, scope: dict[str, str] | None = None
     api.router.add_get("/sessions/{id}", show_session)
     api.router.add_delete("/sessions/{id}", stop_session)
     api.router.add_post("/sessions/{id}/connect", connect_session)
+    api.router.add_post("/sessions/{id}/activity", report_activity)
     api.router.add_get("/nodes", list_nodes)
     api.router.add_get("/nodes/{name}", show_node)
     api.on_startup.append(start)
@@ -360,6 +362,21 @@ async def connect_session(request: web.Request) -> web.Response:
     return web.json_response({"session": connection.session, "node": connection.node, "address": connection.address,
                               "port": connection.port, "password": connection.password.reveal()},
                              headers={"Cache-Control": "no-store"})
+
+
+async def report_activity(request: web.Request) -> web.Response:
+    """A viewer is connected (the proxy reports it): the session's idle clock restarts."""
+    _query(request, ())
+    session_id = _session_id(request)
+    await _json_body(request, ())
+    principal: Principal = request[PRINCIPAL]
+    if not principal.acts_for_anyone:
+        # Users keep a session alive by using it; only the proxy that carries their viewer says so.
+        raise NotAllowed("activity is reported by the proxy (a service token)")
+    state = request.app[STATE]
+    await state.run(state.launcher.show, session_id, _acting_user(request))
+    await state.run(state.launcher.touch, session_id)
+    return web.Response(status=204)
 
 
 def _node_json(load: Any) -> dict[str, Any]:

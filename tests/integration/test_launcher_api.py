@@ -275,7 +275,7 @@ def test_every_call_needs_a_token(serve, docker_client, scope):
     api = serve(api={"auth_failures_burst": 1000})  # the throttle has a test of its own
     calls = [("GET", "/environments"), ("GET", "/sessions"), ("POST", "/sessions"), ("GET", "/sessions/0123456789abcdef"),
              ("DELETE", "/sessions/0123456789abcdef"), ("POST", "/sessions/0123456789abcdef/connect"),
-             ("GET", "/nodes"), ("GET", "/nodes/local"), ("GET", "/no/such/path")]
+             ("POST", "/sessions/0123456789abcdef/activity"), ("GET", "/nodes"), ("GET", "/nodes/local"), ("GET", "/no/such/path")]
     for method, path in calls:
         for headers in ({}, {"Authorization": "Bearer wrong-" + "x" * 40}, {"Authorization": "Basic YWxpY2U6eA=="},
                         {"Authorization": f"Bearer {USER_TOKENS['alice']}x"}, {"Authorization": "Bearer"}):
@@ -374,3 +374,17 @@ def test_malformed_ids_never_reach_the_store(serve, caplog):
         assert any(r.getMessage() == "API call failed" for r in caplog.records)
     finally:
         api.launcher.store = real_store
+
+
+def test_the_proxy_reports_activity_and_the_idle_clock_restarts(serve, docker_client, scope):
+    api = serve()
+    session = api.call("POST", "/sessions", token="alice", json={"environment": "tiny"}).json()
+    api.launcher.touch(session["id"], when=time.time() - 7200)
+    assert api.call("POST", f"/sessions/{session['id']}/activity", token="alice").status_code == 403
+    assert api.call("POST", f"/sessions/{session['id']}/activity", token="proxy", user="bob").status_code == 404
+    before = time.time()
+    assert api.call("POST", f"/sessions/{session['id']}/activity", token="proxy", user="alice").status_code == 204
+    assert api.call("GET", f"/sessions/{session['id']}").json()["last_activity"] >= before
+    assert api.launcher.cull() == []  # no longer idle
+    assert api.call("DELETE", f"/sessions/{session['id']}").status_code == 200
+    assert scoped(docker_client, scope) == []
