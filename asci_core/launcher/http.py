@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from asci_core.errors import AsciError
 from asci_core.jsonlog import get_logger
 
 from .api_tokens import ACT_AS_HEADER, PREFIX, Principal, TokenRing, admin_token_path, ensure_admin_token, token_ring
@@ -122,7 +123,7 @@ async def start(api: web.Application) -> None:
         return
     try:
         report = await state.run(state.launcher.reconcile)
-    except LauncherError as exc:
+    except AsciError as exc:  # e.g. an unusable users file: serve anyway, the next start tries again
         log.warning("reconcile at start failed", reason=exc.one_line())
     else:
         log.info("reconciled at start", adopted=len(report.adopted), recovered=len(report.recovered),
