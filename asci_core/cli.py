@@ -85,7 +85,7 @@ def cmd_config_help(args: argparse.Namespace) -> int:
 
 # Each component adds its own sub-commands: its module has `register(subparsers)`,
 # and every handler receives the parsed arguments with the loaded config in `args.config_obj`.
-COMPONENT_COMMANDS: tuple[str, ...] = ("autobuild.cli", "registry.cli", "asci_logging.cli")
+COMPONENT_COMMANDS: tuple[str, ...] = ("autobuild.cli", "registry.cli", "asci_logging.cli", "alerts.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from asci_core.config_base import CHECKS, ConfigError, Secret, setting
+from alerts.settings import AlertsSettings
 from asci_logging.settings import LoggingSettings
 from autobuild.settings import AutobuildSettings
 from registry.settings import RegistryComponentSettings
@@ -123,6 +124,7 @@ class Config:
     registry: RegistryComponentSettings = field(default_factory=RegistryComponentSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
 
 
 # --- loading ----------------------------------------------------------------

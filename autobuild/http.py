@@ -10,8 +10,11 @@ import asyncio
 
 from aiohttp import web
 
+from asci_core.jsonlog import get_logger
 from autobuild.service import Autobuild
 from autobuild.store import FINISHED
+
+log = get_logger("autobuild")
 
 AUTOBUILD_KEY = web.AppKey("autobuild", Autobuild)
 STATUSES = ("queued", "running", "succeeded", "failed", "skipped")
@@ -51,6 +54,9 @@ async def receive_webhook(request: web.Request) -> web.Response:
             return web.json_response({"status": "refused", "reason": f"body larger than {limit} bytes"}, status=413)
     answer = await ab.intake.receive(request.headers, bytes(body))
     ab.metrics.deliveries.labels(str(answer.status)).inc()
+    if answer.status == 401:
+        # One line per refused signature: the alerts' webhook-probing rule counts these per address.
+        log.warning("webhook refused", status=401, reason=answer.body.get("reason"), client_ip=request.remote)
     if answer.new_builds:
         ab.wake()
     return web.json_response(answer.body, status=answer.status)
