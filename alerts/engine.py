@@ -81,7 +81,26 @@ def lint(config: Config, scratch: Path) -> tuple[list[str], list[str]]:
     return good, problems
 
 
+def _relevant_error(error):
+    """Of the schema's one-branch-per-rule-type errors, one from the branch of the rule's own type."""
+    branches: dict[Any, list] = {}
+    for sub in error.context or []:
+        branches.setdefault(sub.schema_path[0], []).append(sub)
+    for errors in branches.values():
+        if not any(list(e.absolute_path) == ["type"] for e in errors):
+            return errors[0]
+    return error
+
+
 def _one_line(exc: BaseException) -> str:
+    import jsonschema
+
+    cause = exc.__context__
+    if isinstance(cause, jsonschema.ValidationError):
+        # ElastAlert's message dumps the whole rule; the most specific schema error says what is wrong.
+        best = _relevant_error(cause)
+        where = ".".join(str(p) for p in best.absolute_path)
+        return f"invalid rule: {where + ': ' if where else ''}{best.message}"[:400]
     text = " ".join(str(exc).split())
     return text[:400] if text else type(exc).__name__
 
@@ -163,7 +182,7 @@ def dry_run(config: Config, name: str, start: dt.datetime, end: dt.datetime, roo
         raise AlertsError(_one_line(exc)) from None
     (rule,) = ea.rules
     # Aggregated rules would wait for the aggregation window; a preview sends each match at once.
-    rule.pop("aggregation", None)
+    rule["aggregation"] = None
     try:
         return ea.run_rule(rule, end, start)
     except EAException as exc:
