@@ -39,6 +39,8 @@ class _ComponentTag(logging.Filter):
 
 
 def tag_elastalert_logs() -> None:
+    # The scheduler under ElastAlert reports every job run at info: noise next to ElastAlert's own lines.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logger = logging.getLogger("elastalert")
     if not any(isinstance(f, _ComponentTag) for f in logger.filters):
         logger.addFilter(_ComponentTag())
