@@ -39,7 +39,7 @@ class RuleOverride:
 @dataclass(frozen=True)
 class AlertsSettings:
     run_every_seconds: float = setting(
-        30.0, help="how often every rule queries the engine; a line reaches Slack at most this long (plus indexing) "
+        30.0, help="how often every rule queries the engine; a line reaches Slack at most this long plus indexing and ElastAlert's 5 s jitter "
                    "after it was written", check="positive")
     buffer_minutes: float = setting(
         15.0, help="how far back a rule looks on a fresh start and re-reads on every pass, for late documents",
