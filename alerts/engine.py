@@ -41,6 +41,8 @@ class _ComponentTag(logging.Filter):
 def tag_elastalert_logs() -> None:
     # The scheduler under ElastAlert reports every job run at info: noise next to ElastAlert's own lines.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # The client logs each failed request with a traceback; ElastAlert reports the failure itself, in one line.
+    logging.getLogger("elasticsearch").setLevel(logging.ERROR)
     logger = logging.getLogger("elastalert")
     if not any(isinstance(f, _ComponentTag) for f in logger.filters):
         logger.addFilter(_ComponentTag())
@@ -131,6 +133,16 @@ def prepare(config: Config, root: Path | None = None, webhook_url: str | None = 
     return workdir
 
 
+def _check_engine(config: Config) -> None:
+    import requests
+
+    engine = EngineAccess.from_config(config)
+    try:
+        engine.session().get(engine.url, timeout=10).raise_for_status()
+    except requests.RequestException as exc:
+        raise AlertsError(f"search engine at {engine.url} not usable ({type(exc).__name__})") from None
+
+
 @dataclass
 class Passes:
     """ElastAlert in this process, one pass at a time (tests, benchmarks): the same code `run` loops over."""
@@ -163,6 +175,7 @@ def dry_run(config: Config, name: str, start: dt.datetime, end: dt.datetime, roo
         workdir = render(config, root, webhook_url, only=name)
     except RuleFileError as exc:
         raise AlertsError(str(exc)) from None
+    _check_engine(config)
     ea_module, EAException = _elastalert()
     tag_elastalert_logs()
 
