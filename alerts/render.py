@@ -75,6 +75,9 @@ def global_config(config: Config, rules_folder: Path) -> dict[str, Any]:
         # A rule whose query failed once (engine restarting) must stay on.
         "disable_rules_on_error": False,
         "max_query_size": 10000,
+        # A rule slow on a full page (cardinality: ~10k hits in over 30 s when catching up) lost its
+        # scroll context with ElastAlert's default of 30 s and dropped the rest of the range.
+        "scroll_keepalive": "5m",
         "show_disabled_rules": False,
     }
 
