@@ -116,8 +116,12 @@ def render(config: Config, root: Path | None = None, webhook_url: str | None = N
     root = root or workdir_for(config)
     if webhook_url is None:
         webhook_url = settings.slack_webhook_url.reveal() if settings.slack_webhook_url else UNSENT_WEBHOOK
-    chosen = {name: path for name, path in rule_files(settings.rules_dir).items()
-              if (not settings.rules or name in settings.rules) and (only is None or name == only)}
+    files = rule_files(settings.rules_dir)
+    # ONLY (lint, a dry run) picks one rule whether or not it is switched on.
+    if only is not None:
+        chosen = {only: files[only]}
+    else:
+        chosen = {name: path for name, path in files.items() if not settings.rules or name in settings.rules}
     rules_folder = root / "rules"
     rules_folder.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
