@@ -14,7 +14,7 @@ from typing import Any
 
 from alerts.render import RuleFileError, Workdir, render
 from alerts.rules_source import rule_files
-from alerts.writeback import ensure_writeback
+from alerts.writeback import WritebackError, ensure_writeback
 from asci_core.config import Config
 from asci_logging.engine import EngineAccess
 
@@ -125,7 +125,6 @@ def prepare(config: Config, root: Path | None = None, webhook_url: str | None = 
         workdir = render(config, root, webhook_url)
     except RuleFileError as exc:
         raise AlertsError(str(exc)) from None
-    from alerts.writeback import WritebackError
     try:
         ensure_writeback(EngineAccess.from_config(config), config.alerts.writeback_index)
     except WritebackError as exc:
@@ -161,9 +160,6 @@ class Passes:
     def run_once(self) -> None:
         """Every rule over [its last end (or now - buffer), now], then alerts whose time has come."""
         self.ea.run_all_rules()
-
-    def send_pending(self) -> None:
-        self.ea.send_pending_alerts()
 
 
 def dry_run(config: Config, name: str, start: dt.datetime, end: dt.datetime, root: Path,

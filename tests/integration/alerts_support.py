@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import requests
 import yaml
 from systemd import journal
 
@@ -110,8 +109,3 @@ def texts(receiver: SlackReceiver) -> list[tuple[str, str]]:
     """(title, text) of every attachment posted so far."""
     return [(a["title"], a["text"]) for m in receiver.messages for a in m["attachments"]]
 
-
-def search(url: str, index: str, query: dict[str, Any]) -> list[dict[str, Any]]:
-    resp = requests.post(f"{url}/{index}/_search", json={"query": query, "size": 1000}, timeout=30)
-    resp.raise_for_status()
-    return [h["_source"] for h in resp.json()["hits"]["hits"]]
