@@ -95,7 +95,14 @@ def rule_document(name: str, source: Path, config: Config, webhook_url: str) -> 
         raise RuleFileError(f"{source}: expected a mapping of rule options")
     for override in config.alerts.overrides:
         if override.rule == name:
-            rule.update(override.options())
+            options = override.options()
+            if rule.get("type") == "metric_aggregation":
+                # The engine-counted cardinality rule names its limit and window differently.
+                if "max_cardinality" in options:
+                    options["max_threshold"] = options.pop("max_cardinality")
+                if "timeframe" in options:
+                    options["buffer_time"] = options["timeframe"]
+            rule.update(options)
     settings = config.alerts
     rule.update({
         "alert": ["slack"],

@@ -39,8 +39,9 @@ def test_brute_force_and_credential_stuffing(alert_site):
     assert f'`event.category:authentication AND event.outcome:failure AND user.name:"mallory"` in index ' \
            f'{alert_site.logs.prefix}-*' in account
     assert address.startswith("Client address *198.51.100.7*: at least 20 failed logins within 0:05:00 up to ")
-    assert stuffing.startswith("Client address *203.0.113.9* failed to log in as more than 5 different accounts "
+    assert stuffing.startswith("Client address *203.0.113.9* failed to log in as 6 different accounts (more than 5) "
                                "within 0:10:00 up to ")
+    assert "Accounts tried most: {'user0': 1, 'user1': 1, 'user2': 1, 'user3': 1, 'user4': 1}" in stuffing
     fields = {a["title"]: {f["title"]: f["value"] for f in a["fields"]}
               for m in alert_site.receiver.messages for a in m["attachments"]}
     assert fields["ASCI: many failed logins for one account"] == {"Account": "mallory",
