@@ -44,6 +44,14 @@ alerts:
     assert stat.S_IMODE(workdir.root.stat().st_mode) == 0o700
 
 
+def test_the_engine_counted_cardinality_rule_takes_the_same_override_names(tmp_path):
+    workdir = render(config_for("alerts: {overrides: [{rule: credential-stuffing, max_cardinality: 12, "
+                                "timeframe_minutes: 30}]}\n", tmp_path))
+    rule = yaml.safe_load(workdir.rules["credential-stuffing"].read_text())
+    assert rule["type"] == "metric_aggregation" and rule["max_threshold"] == 12
+    assert rule["buffer_time"] == {"minutes": 30.0} and "max_cardinality" not in rule
+
+
 def test_rules_switched_off_disappear_from_the_working_directory(tmp_path):
     render(config_for("alerts: {}\n", tmp_path))
     workdir = render(config_for("alerts: {rules: [webhook-probing]}\n", tmp_path))
