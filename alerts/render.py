@@ -28,6 +28,19 @@ class RuleFileError(Exception):
     """A rule file that cannot even be read as YAML: `path: problem`."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; in a rule that hides a threshold."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 @dataclass(frozen=True)
 class Workdir:
     root: Path
@@ -86,7 +99,7 @@ def rule_document(name: str, source: Path, config: Config, webhook_url: str) -> 
     text = source.read_text(encoding="utf-8")
     text = text.replace(CANONICAL_PREFIX, config.logging.prefix).replace(AUTOBUILD_URL_MARK, autobuild_url(config))
     try:
-        rule = yaml.safe_load(text)
+        rule = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""

@@ -68,3 +68,15 @@ def test_bad_settings_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as err:
         config_for(text, tmp_path)
     assert f"test.yaml: {key}:" in str(err.value)
+
+
+def test_a_rule_with_a_key_twice_is_refused_not_half_read(tmp_path):
+    from alerts.render import RuleFileError
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "twice.yaml").write_text("name: twice\ntype: any\nindex: x\nrealert: {minutes: 1}\n"
+                                      "filter: []\nrealert: {minutes: 30}\n")
+    with pytest.raises(RuleFileError) as err:
+        render(config_for(f"alerts: {{rules_dir: {rules}, rules: [twice]}}\n", tmp_path))
+    assert str(err.value) == f"{rules / 'twice.yaml'}: not valid YAML: line 6: duplicate key 'realert'"
