@@ -37,6 +37,10 @@ from .store import FAILED, INTERRUPTED, ROLLED_BACK, SUCCEEDED, Roll, ServiceSto
 log = get_logger("services")
 
 
+# Rolls nobody watches: their failures go to Slack.
+AUTOMATIC = ("autobuild", "registry")
+
+
 class RollFailed(AsciError):
     pass
 
@@ -158,7 +162,8 @@ class Services:
             if trigger != "deploy" or from_tag is not None:
                 self.store.mark_bad(svc.name, to_tag, str(exc))
             log.error("roll failed", service=svc.name, to_tag=to_tag, reason=str(exc))
-            self._notify(self.config.slack.webhook_url, svc.name, from_tag, to_tag, str(exc))
+            if trigger in AUTOMATIC:  # by hand, the person at the terminal sees the one-line error
+                self._notify(self.config.slack.webhook_url, svc.name, from_tag, to_tag, str(exc))
             raise
         except BaseException as exc:
             self.store.end_roll(roll_id, FAILED, reason=f"{type(exc).__name__}: {exc}"[:300])

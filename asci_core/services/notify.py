@@ -13,7 +13,7 @@ def post_failed_roll(webhook_url: Secret | None, service: str, from_tag: str | N
     from slack_sdk.webhook import WebhookClient
 
     kept = f"{from_tag} keeps serving" if from_tag else "nothing was running before"
-    text = f":x: service {service}: {to_tag} did not become healthy ({reason}); {kept}. {to_tag} will not be tried again."
+    text = f":x: service {service}: {to_tag} was not rolled out ({reason}); {kept}. {to_tag} will not be tried again."
     try:
         response = WebhookClient(webhook_url.reveal(), timeout=10).send(text=text)
         if response.status_code != 200:
