@@ -5,6 +5,7 @@ the loopback receiver. The service is busybox httpd serving /version and, when h
 """
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import time
@@ -14,7 +15,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import free_port
+from tests.conftest import LABELS, free_port
 from tests.integration.autobuild_support import ASCI, GitRemote, Serve, SlackReceiver, autobuild_config, deliver, server_payload
 
 TOKEN = uuid.uuid4().hex[:8]
@@ -171,10 +172,29 @@ def test_sigkill_of_serve_during_a_roll_leaves_exactly_one_healthy_version(env, 
     assert serving(env["web"]) == "v1.0.1"
 
 
-def test_rollback_goes_to_the_previous_version_and_never_forward_again(env, stack):
+def test_a_tag_pushed_by_others_is_found_by_the_registry_check(env, stack, docker_client):
+    ref = f"{stack.registry.address}/{IMAGE}:v1.1.1"
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile(stack, "v1.1.1").encode()), tag=ref, rm=True,
+                               labels=LABELS)
+    pushed = docker_client.api.push(ref.rsplit(":", 1)[0], "v1.1.1", stream=True, decode=True,
+                                    auth_config=stack.registry.auth_config())
+    assert not [line for line in pushed if "error" in line]
+    out = asci(env, "check")
+    assert out.returncode == 0, out.stderr
+    roll = wait_roll(env, WEB, "v1.1.1")
+    assert (roll["result"], roll["trigger"], roll["from_tag"]) == ("succeeded", "registry", "v1.0.1")
+    assert serving(env["web"]) == "v1.1.1" and serving(env["pinned"]) == "v1.0.0"
+
+
+def test_rollback_goes_to_the_previous_version_and_that_tag_is_never_taken_again(env, stack):
     out = asci(env, "rollback", WEB)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"{WEB}: rolled back from v1.0.1 to v1.0.0"
-    assert serving(env["web"]) == "v1.0.0"
+    assert out.stdout.strip() == f"{WEB}: rolled back from v1.1.1 to v1.0.1"
+    assert serving(env["web"]) == "v1.0.1"
     assert history(env, WEB)[0]["result"] == "rolled-back"
+    # The tag rolled back from is never taken again; a newer tag it did not try (v1.1.0, whose roll was
+    # interrupted) still is.
+    assert asci(env, "check").returncode == 0
+    assert [r["to_tag"] for r in history(env, WEB)].count("v1.1.1") == 1
+    assert history(env, WEB)[0]["to_tag"] == "v1.1.0" and serving(env["web"]) == "v1.1.0"
     assert asci(env, "rollback", PINNED).returncode == 2
