@@ -12,6 +12,7 @@ service back to back on fresh connections; every refused or failed one is counte
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -121,6 +122,9 @@ def main() -> int:
                 failures.append(load.failed)
                 print(f"{version}: {seconds[-1]:.2f} s, {load.failed} failed of {load.ok + load.failed} requests",
                       flush=True)
+            out = subprocess.run([str(Path(sys.executable).with_name("asci")), "-c", str(path), "services",
+                                  "history", name, "--json"], capture_output=True, text=True, check=True)
+            rolls = [r["duration"] for r in json.loads(out.stdout) if r["trigger"] == "autobuild"]
         finally:
             serve.stop()
             client = docker_client(config.stack.docker.socket)
@@ -129,6 +133,8 @@ def main() -> int:
             client.close()
     print(f"tag pushed -> new version answering ({args.replace}): p50 {statistics.median(seconds):.2f} s, "
           f"min {min(seconds):.2f} s, max {max(seconds):.2f} s over {len(seconds)} rolls")
+    print(f"of which the roll itself (pull, trial, swap, health; `asci services history`): "
+          f"p50 {statistics.median(rolls):.2f} s")
     print(f"failed requests per roll: median {statistics.median(failures)}, max {max(failures)}, "
           f"total {sum(failures)}")
     return 0

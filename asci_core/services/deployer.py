@@ -195,10 +195,12 @@ class Services:
                 for c in old:
                     c.remove(force=True)
                 return digest
+        # Created before the old one stops (creating binds no port): the gap is only stop + start.
+        new = ctr.create(client, svc, image, to_tag, digest, self.workdir, candidate=False)
         for c in old:
             c.stop(timeout=self.settings.stop_timeout)
         try:
-            self._start(client, svc, image, to_tag, digest)
+            self._run_checked(new, svc)
         except RollFailed:
             for c in old:
                 c.start()
@@ -220,6 +222,9 @@ class Services:
 
     def _start(self, client: Any, svc: ServiceSettings, image: str, tag: str, digest: str) -> Any:
         new = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=False)
+        return self._run_checked(new, svc)
+
+    def _run_checked(self, new: Any, svc: ServiceSettings) -> Any:
         try:
             new.start()
             problem = ctr.wait_healthy(new, svc)
