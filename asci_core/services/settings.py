@@ -66,6 +66,8 @@ class ServiceSettings:
     secrets: list[SecretFileSettings] = setting(default_factory=list,
                                                 help="secrets as read-only files under /run/secrets/")
     mounts: list[ServiceMountSettings] = setting(default_factory=list, help="host paths or volumes")
+    init: bool = setting(True, help="run under the engine's init (docker-init): SIGTERM reaches the process even "
+                                    "when it ignores signals as PID 1, so a retired container stops at once")
     node: str = setting("local", help="node from launcher.nodes that runs it (default: the local engine)")
     health: HealthSettings = setting(default_factory=HealthSettings, help="how a new container proves it works")
     replace: Literal["start-first", "stop-first"] = setting(

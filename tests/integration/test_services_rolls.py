@@ -121,6 +121,8 @@ def test_deploy_status_and_labels(env, stack, docker_client):
     assert container.attrs["HostConfig"]["LogConfig"]["Type"] == "journald"
     assert "not-in-inspect" not in json.dumps(container.attrs)
     assert container.exec_run(["cat", "/run/secrets/token"]).output == b"not-in-inspect"
+    secret = env["root"] / "services" / WEB / "secrets" / "token"
+    assert secret.stat().st_mode & 0o777 == 0o600 and secret.parent.stat().st_mode & 0o777 == 0o700
 
     status = json.loads(asci(env, "status", "--json").stdout)
     web = next(s for s in status if s["service"] == WEB)
