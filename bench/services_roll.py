@@ -45,6 +45,7 @@ class Load(threading.Thread):
     def __init__(self, url: str):
         super().__init__(daemon=True)
         self.url, self.ok, self.failed, self.stopping = url, 0, 0, False
+        self.first_failure = self.last_failure = 0.0
 
     def run(self) -> None:
         while not self.stopping:
@@ -56,6 +57,13 @@ class Load(threading.Thread):
                     self.failed += 1
             except requests.RequestException:
                 self.failed += 1
+                self.last_failure = time.monotonic()
+                self.first_failure = self.first_failure or self.last_failure
+
+    @property
+    def gap(self) -> float:
+        """Seconds from the first failed request to the last: how long the port did not answer."""
+        return self.last_failure - self.first_failure
 
 
 def wait_answer(url: str, version: str, timeout: float = 180) -> float:
@@ -93,7 +101,7 @@ def main() -> int:
         tree = GitRemote(root / "git").create(repo, {"Dockerfile": dockerfile(tiny, "v1.0.0")})
         serve = Serve(path, port, root / "serve.log").start()
         url = f"http://127.0.0.1:{web_port}/version"
-        seconds, failures = [], []
+        seconds, failures, gaps = [], [], []
         try:
             commit = tree.tag("v1.0.0")
             deliver(serve.url, server_payload(repo, "v1.0.0", commit))
@@ -120,7 +128,9 @@ def main() -> int:
                 load.stopping = True
                 load.join()
                 failures.append(load.failed)
-                print(f"{version}: {seconds[-1]:.2f} s, {load.failed} failed of {load.ok + load.failed} requests",
+                gaps.append(load.gap)
+                print(f"{version}: {seconds[-1]:.2f} s, {load.failed} failed of {load.ok + load.failed} requests, "
+                      f"gap {load.gap * 1000:.0f} ms",
                       flush=True)
             out = subprocess.run([str(Path(sys.executable).with_name("asci")), "-c", str(path), "services",
                                   "history", name, "--json"], capture_output=True, text=True, check=True)
@@ -136,7 +146,8 @@ def main() -> int:
     print(f"of which the roll itself (pull, trial, swap, health; `asci services history`): "
           f"p50 {statistics.median(rolls):.2f} s")
     print(f"failed requests per roll: median {statistics.median(failures)}, max {max(failures)}, "
-          f"total {sum(failures)}")
+          f"total {sum(failures)}; gap (first to last failure) p50 {statistics.median(gaps) * 1000:.0f} ms, "
+          f"max {max(gaps) * 1000:.0f} ms")
     return 0
 
 

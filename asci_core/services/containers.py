@@ -91,7 +91,7 @@ def wait_healthy(container: Any, svc: ServiceSettings) -> str | None:
         state = container.attrs["State"]
         if not state.get("Running"):
             return f"container exited with code {state.get('ExitCode')}"
-        last = _check_once(container, svc) or ""
+        last = check_once(container, svc) or ""
         if not last:
             return None
         if time.monotonic() + health.interval > deadline:
@@ -99,7 +99,7 @@ def wait_healthy(container: Any, svc: ServiceSettings) -> str | None:
         time.sleep(health.interval)  # the check's own period: the thing waited for is the service's answer
 
 
-def _check_once(container: Any, svc: ServiceSettings) -> str | None:
+def check_once(container: Any, svc: ServiceSettings) -> str | None:
     health = svc.health
     if health.command:
         try:

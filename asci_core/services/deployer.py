@@ -304,7 +304,7 @@ class Services:
                     if c.name == want:
                         if c.status != "running":
                             return c.status
-                        return "healthy" if ctr._check_once(c, svc) is None else "unhealthy"
+                        return "healthy" if ctr.check_once(c, svc) is None else "unhealthy"
                 return "missing"
 
             try:
