@@ -67,10 +67,14 @@ class Services:
         self.config = config
         self.settings = config.services
         self.workdir = workdir_of(config)
+        nodes = default_nodes(config.launcher.nodes, str(config.stack.docker.socket))
+        unknown = [f"{s.name} ({s.node})" for s in self.settings.definitions if s.node not in {n.name for n in nodes}]
+        if unknown:
+            raise UsageError(f"services on nodes not in launcher.nodes: {', '.join(unknown)} "
+                             f"(known: {', '.join(sorted(n.name for n in nodes))})")
+        self.pool = NodePool(nodes, timeout=config.launcher.engine_timeout)
         self.store = ServiceStore(self.workdir / "services.db")
         self.access = registry_access(config)
-        nodes = default_nodes(config.launcher.nodes, str(config.stack.docker.socket))
-        self.pool = NodePool(nodes, timeout=config.launcher.engine_timeout)
         self._notify = notify
         self._locks: dict[str, threading.Lock] = {s.name: threading.Lock() for s in self.settings.definitions}
 
@@ -95,9 +99,6 @@ class Services:
         svc = self.settings.get(name)
         if svc is None:
             raise UsageError(f"no service named {name!r} in services.definitions")
-        if svc.node not in self.pool.nodes:
-            raise UsageError(f"service {name}: node {svc.node!r} is not in launcher.nodes "
-                             f"(known: {', '.join(self.pool.names())})")
         return svc
 
     def image(self, svc: ServiceSettings, tag: str) -> str:
@@ -118,10 +119,7 @@ class Services:
 
     def reconcile(self, svc: ServiceSettings, trigger: str = "deploy") -> str:
         with self._lock(svc.name):
-            for roll in self.store.running_rolls(svc.name):
-                # A roll cut short by a restart is undone; a following service retries the tag at the next check.
-                self.store.end_roll(roll.id, INTERRUPTED, reason="asci serve stopped during the roll")
-                log.warning("undoing a roll interrupted by a restart", service=svc.name, to_tag=roll.to_tag)
+            interrupted = self.store.running_rolls(svc.name)
             current = self.store.current(svc.name)
             want = svc.tag if svc.follow == "pinned" or current is None else current.tag
             exact = ctr.container_name(svc, want)
@@ -137,9 +135,18 @@ class Services:
                         c.remove(force=True)
                 if keep is not None and keep.status != "running":
                     keep.start()
+                    problem = ctr.wait_healthy(keep, svc)
+                    if problem:
+                        log.error("the recorded version is not healthy after its restart", service=svc.name,
+                                  tag=keep.labels.get(ctr.TAG_LABEL), problem=problem)
                 return keep is not None and keep.name == exact
 
-            if self._engine(svc, tidy) and current is not None and current.tag == want:
+            kept_exact = self._engine(svc, tidy)
+            for roll in interrupted:
+                # Undone above; a following service takes the tag again at its next check.
+                self.store.end_roll(roll.id, INTERRUPTED, reason="asci serve stopped during the roll; undone")
+                log.warning("undid a roll interrupted by a restart", service=svc.name, to_tag=roll.to_tag)
+            if kept_exact and current is not None and current.tag == want:
                 return f"{svc.name}: {want} running (unchanged)"
             self._roll_locked(svc, current.tag if current else None, want, trigger)
             return f"{svc.name}: {want} deployed"

@@ -130,6 +130,17 @@ def test_deploy_status_and_labels(env, stack, docker_client):
     assert asci(env, "deploy", "nosuch").returncode == 2
 
 
+def test_a_service_on_an_unknown_node_is_refused_in_one_line(env, tmp_path):
+    data = yaml.safe_load(env["config"].read_text())
+    data["services"]["definitions"][0]["node"] = "elsewhere"
+    bad = tmp_path / "asci.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    out = subprocess.run([ASCI, "-c", str(bad), "services", "status"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"asci services: services on nodes not in launcher.nodes: {WEB} (elsewhere) (known: local)"]
+
+
 def test_a_major_release_is_not_taken_by_a_minor_policy_and_a_patch_rolls_forward(env, stack, docker_client):
     release(env, "v2.0.0", dockerfile(stack, "v2.0.0"))
     build = release(env, "v1.0.1", dockerfile(stack, "v1.0.1"))
@@ -168,7 +179,7 @@ def test_sigkill_of_serve_during_a_roll_leaves_exactly_one_healthy_version(env, 
 
     env["serve"] = Serve(env["config"], env["serve"].port, env["root"] / "serve2.log").start()
     roll = wait_roll(env, WEB, "v1.1.0")
-    assert roll["result"] == "interrupted"
+    assert roll["result"] == "interrupted"  # recorded once undone
     (left,) = service_containers(docker_client, WEB)
     assert left.status == "running" and left.labels["asci.service-tag"] == "v1.0.1"
     assert serving(env["web"]) == "v1.0.1"
