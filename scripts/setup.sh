@@ -15,7 +15,7 @@ APT_PACKAGES=(
   pkg-config gcc python3-dev python3-venv   # systemd-python compiles against libsystemd
   slapd ldap-utils                   # the test suite's own LDAP directory (tests/support/slapd.py)
   novnc python3-websockify websockify  # the browser viewer served under /novnc/; websockify for bench/
-  tigervnc-standalone-server         # a host Xvnc the proxy tests relay to
+  tigervnc-standalone-server tigervnc-tools  # a host Xvnc (and vncpasswd) the proxy tests relay to
   chromium chromium-driver           # the browser test; installed with the pinned libsystemd-dev below
 )
 missing=()
