@@ -51,6 +51,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     session = request.match_info["session"]
     login = current_login(request)
     token, protocol = offered_token(request)
+    if not SESSION_ID.fullmatch(session) or login is None or not origin_ok(request):
+        state.tokens.discard(token)  # whoever holds a token gets one try, whatever fails
     if not SESSION_ID.fullmatch(session):
         return refuse(request, "not a session id", login.user.name if login else None, session[:32])
     if login is None:

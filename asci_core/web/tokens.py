@@ -58,6 +58,11 @@ class ConnectTokens:
             raise TokenRefused("token issued for another user or session")
         return grant
 
+    def discard(self, token: str | None) -> None:
+        """Spend TOKEN unused: an upgrade refused for another reason still burns it."""
+        if isinstance(token, str):
+            self._grants.pop(token, None)
+
     def revoke_session(self, session: str) -> None:
         for key in [k for k, g in self._grants.items() if g.session == session]:
             del self._grants[key]
