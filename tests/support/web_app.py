@@ -93,7 +93,8 @@ def start_host_xvnc(timeout: float = 20.0) -> HostXvnc:
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
          "Xvnc", f":{display}", "-rfbport", str(port), "-SecurityTypes", "VncAuth", "-PasswordFile",
          str(password_file), "-localhost", "-nolisten", "tcp", "-geometry", "640x480", "-depth", "24",
-         "-BlacklistThreshold", "1000000", "-desktop", "asci-test"],
+         "-BlacklistThreshold", "1000000", "-desktop", "asci-test",
+         "-retro"],  # the classic root weave: a browser test sees non-uniform pixels without a desktop
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=directory, env={"HOME": str(directory), "PATH": "/usr/bin:/bin"})
     server = HostXvnc(port, password, process, directory, display)
     deadline = time.monotonic() + timeout
