@@ -9,6 +9,8 @@ login, is the only credential it sees.
 """
 from __future__ import annotations
 
+from asci_core.errors import AsciError
+
 import asyncio
 import struct
 
@@ -22,7 +24,7 @@ VERSION = b"RFB 003.008\n"
 NONE, VNC_AUTH = 1, 2
 
 
-class HandshakeFailed(Exception):
+class HandshakeFailed(AsciError):
     pass
 
 

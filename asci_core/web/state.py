@@ -10,7 +10,7 @@ from typing import Any, Callable, TypeVar
 from .accounts import Accounts
 from .logins import Logins
 from .settings import WebSettings
-from .throttle import LoginThrottle
+from .throttle import LoginBackoff
 from .tokens import ConnectTokens
 
 T = TypeVar("T")
@@ -30,7 +30,7 @@ class WebState:
     accounts: Accounts
     logins: Logins
     tokens: ConnectTokens
-    throttle: LoginThrottle
+    throttle: LoginBackoff
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="web"))
     viewers: dict[str, int] = field(default_factory=dict)
     activity: dict[str, Activity] = field(default_factory=dict)
@@ -39,7 +39,7 @@ class WebState:
     def build(cls, settings: WebSettings, launcher: Any, accounts: Accounts) -> "WebState":
         return cls(settings, launcher, accounts, Logins(settings.session_lifetime, settings.session_idle),
                    ConnectTokens(settings.connect_token_ttl),
-                   LoginThrottle(settings.login_failures_before_delay, settings.login_delay, settings.login_max_delay))
+                   LoginBackoff(settings.login_failures_before_delay, settings.login_delay, settings.login_max_delay))
 
     async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking call (launcher, bcrypt, LDAP) off the event loop."""

@@ -21,7 +21,7 @@ class _Record:
     last: float = 0.0
 
 
-class LoginThrottle:
+class LoginBackoff:
     # Addresses are shared (NAT, a facility's proxy): they get a larger allowance than one account.
     ADDRESS_FACTOR = 4
     MAX_KEYS = 100_000

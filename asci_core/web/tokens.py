@@ -7,6 +7,8 @@ the token whatever the outcome, so a replay — even of a refused attempt — fa
 """
 from __future__ import annotations
 
+from asci_core.errors import AsciError
+
 import hmac
 import secrets
 import time
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 
-class TokenRefused(Exception):
+class TokenRefused(AsciError):
     """Why a token cannot be used (for the log; the client only sees 403)."""
 
 

@@ -6,7 +6,7 @@ import pytest
 from asci_core.launcher.directory import Researcher
 from asci_core.web.logins import Logins
 from asci_core.web.rfb import BrowserSide, HandshakeFailed, vnc_auth_response
-from asci_core.web.throttle import LoginThrottle
+from asci_core.web.throttle import LoginBackoff
 from asci_core.web.tokens import ConnectTokens, TokenRefused
 
 
@@ -96,7 +96,7 @@ def test_logout_ends_the_login():
 
 def test_backoff_doubles_caps_and_lets_the_right_user_back_in():
     clock = FakeClock()
-    throttle = LoginThrottle(allowance=5, first_delay=1.0, max_delay=60.0, clock=clock)
+    throttle = LoginBackoff(allowance=5, first_delay=1.0, max_delay=60.0, clock=clock)
     for _ in range(4):
         throttle.failed("alice", "10.0.0.1")
         assert throttle.wait_for("alice", "10.0.0.1") == 0
@@ -119,8 +119,8 @@ def test_backoff_doubles_caps_and_lets_the_right_user_back_in():
 
 
 def test_one_address_guessing_many_names_is_throttled():
-    throttle = LoginThrottle(allowance=5, first_delay=1.0, max_delay=60.0, clock=FakeClock())
-    for i in range(5 * LoginThrottle.ADDRESS_FACTOR):
+    throttle = LoginBackoff(allowance=5, first_delay=1.0, max_delay=60.0, clock=FakeClock())
+    for i in range(5 * LoginBackoff.ADDRESS_FACTOR):
         throttle.failed(f"user{i}", "10.0.0.9")
     assert throttle.wait_for("someone-new", "10.0.0.9") > 0
     assert throttle.wait_for("someone-new", "10.0.0.8") == 0
