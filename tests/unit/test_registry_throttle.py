@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from registry.throttle import HashGate, LoginBackoff, Overloaded, ThrottlePolicy
+from registry.throttle import HashGate, LoginThrottle, Overloaded, ThrottlePolicy
 
 
 class Clock:
@@ -18,7 +18,7 @@ class Clock:
 
 def test_back_off_doubles_past_the_allowance_and_is_forgotten_after_quiet():
     clock = Clock()
-    t = LoginBackoff(ThrottlePolicy(free_per_address=3, free_per_account=100, first_block=1, forget_after=60), clock)
+    t = LoginThrottle(ThrottlePolicy(free_per_address=3, free_per_account=100, first_block=1, forget_after=60), clock)
     for _ in range(3):
         assert t.retry_after("a", "10.0.0.1") == 0
         t.failed("a", "10.0.0.1")
@@ -37,7 +37,7 @@ def test_back_off_doubles_past_the_allowance_and_is_forgotten_after_quiet():
 
 def test_an_account_block_spares_clean_and_trusted_addresses():
     clock = Clock()
-    t = LoginBackoff(ThrottlePolicy(free_per_address=100, free_per_account=2, first_block=5), clock)
+    t = LoginThrottle(ThrottlePolicy(free_per_address=100, free_per_account=2, first_block=5), clock)
     t.succeeded("svc", "10.0.0.9")
     t.failed("svc", "10.0.0.9")  # even a trusted address that mistyped once stays trusted
     for _ in range(2):
@@ -50,7 +50,7 @@ def test_an_account_block_spares_clean_and_trusted_addresses():
 
 
 def test_names_are_kept_as_digests_and_the_tables_are_bounded():
-    t = LoginBackoff(ThrottlePolicy(max_keys=50))
+    t = LoginThrottle(ThrottlePolicy(max_keys=50))
     for i in range(500):
         t.failed("u" * 60000 + str(i), f"10.0.{i // 250}.{i % 250}")
     assert len(t._accounts.rows) == 50 and len(t._addresses.rows) == 50
