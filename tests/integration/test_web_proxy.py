@@ -24,7 +24,7 @@ from asci_core.config_base import Secret
 from asci_core.launcher.sessions import Connection
 from asci_core.launcher.vnc_password import PASSWORD_COMMAND
 from tests.conftest import LABELS
-from tests.integration.launcher_support import tiny_environment
+from tests.integration.launcher_support import tiny_environment, wait_for
 from tests.integration.web_support import logged_in, web_state
 from tests.support.web_app import ServedApp, start_host_xvnc
 
@@ -147,10 +147,14 @@ def test_the_viewer_reaches_a_real_xvnc_without_ever_holding_its_password(served
     assert (width, height, message_type) == (640, 480, 0) and b"asci-test" in name
     activity = served.state.activity[session]
     assert activity.bytes_out > 24 and activity.bytes_in >= 12 + 1 + 1 + 10
-    assert served.state.launcher.show(session).last_activity > before  # reported for idle culling
+    wait_for(lambda: served.state.launcher.show(session).last_activity > before, 10,
+             "the viewer's activity reported to the launcher (idle culling)")
     assert xvnc.password not in caplog.text and token not in caplog.text
-    lines = [r for r in caplog.records if r.name == "asci.proxy" and f"/web/proxy/{session}" in r.getMessage()]
-    assert lines and lines[-1].fields["status"] == 101 and lines[-1].fields["user"] == "alice"
+    # The server writes the line when its handler ends, just after the client's close: wait for it.
+    lines = wait_for(lambda: [r for r in caplog.records
+                              if r.name == "asci.proxy" and f"/web/proxy/{session}" in r.getMessage()],
+                     10, "the proxy's access line")
+    assert lines[-1].fields["status"] == 101 and lines[-1].fields["user"] == "alice"
     # The access pipeline parses the line into client, user, method, path, status and duration.
     pipeline = json.loads(PIPELINE.read_text())
     search = served_search_url()
