@@ -75,7 +75,9 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 
     connection = grant.connection
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(connection.address, connection.port),
+        # A 1 MiB stream buffer: the desktop's bursts leave as few, large WebSocket messages.
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(connection.address, connection.port,
+                                                                        limit=READ_SIZE * 4),
                                                 CONNECT_TIMEOUT)
     except (OSError, asyncio.TimeoutError) as exc:
         log.error("session VNC not reachable", session=session, user=user, reason=str(exc) or type(exc).__name__)
