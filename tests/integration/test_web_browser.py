@@ -89,6 +89,17 @@ def test_login_start_connect_and_see_the_desktop_in_chromium(stack, tmp_path, un
             assert title == EVIL_TITLE
             assert browser.run("return document.querySelectorAll('img').length") == 0
 
+            # Phone-sized: nothing wider than the screen, the buttons within reach.
+            browser.resize(390, 844)
+            wait_until(lambda: browser.run("return window.innerWidth") <= 400, 10, "a phone-sized window")
+            assert browser.run("return document.documentElement.scrollWidth <= window.innerWidth")
+            button = browser.run("const r = document.querySelector('#environments button').getBoundingClientRect();"
+                                 "return [r.right, r.height]")
+            assert button[0] <= 390 and button[1] >= 40
+            ARTIFACTS.mkdir(exist_ok=True)
+            browser.screenshot(ARTIFACTS / "web-browser-phone.png")
+            browser.resize(1024, 768)
+
             browser.click("#environments button")
             link = wait_until(lambda: browser.run(
                 "const a = document.querySelector('#sessions .state-ready a'); return a && a.getAttribute('href')"),

@@ -232,3 +232,19 @@ def test_an_ldap_server_that_is_down_gives_a_clear_503(stack, tmp_path, unique):
             assert (answer.status_code, answer.json()) == (503, {"error": "the user directory is not answering; try again later"})
     finally:
         state.launcher.close()
+
+
+def test_the_launchers_refusal_reaches_the_page_as_its_own_words(stack, tmp_path, unique):
+    from tests.integration.launcher_support import tiny_environment
+
+    state = web_state(tmp_path, str(stack.config.stack.docker.socket), {**LABELS, "asci.test.case": unique()},
+                      environments=[tiny_environment(tmp_path / "fs", name="huge", cpus=64.0)])
+    try:
+        with ServedApp(state) as app:
+            browser, csrf = logged_in(app.url, "alice")
+            answer = browser.post(f"{app.url}/web/api/sessions", json={"environment": "huge"},
+                                  headers={"X-CSRF-Token": csrf}, timeout=60)
+            assert answer.status_code == 503 and answer.json()["error"].startswith("no node can take a session needing 64 CPUs")
+            assert browser.get(f"{app.url}/web/api/overview", timeout=30).json()["sessions"] == []
+    finally:
+        state.launcher.close()

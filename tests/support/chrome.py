@@ -82,6 +82,9 @@ class Chrome:
     def click(self, css: str) -> None:
         self._call("POST", f"/element/{self.find(css)}/click", {})
 
+    def resize(self, width: int, height: int) -> None:
+        self._call("POST", "/window/rect", {"width": width, "height": height})
+
     def screenshot(self, path: Path) -> None:
         path.write_bytes(base64.b64decode(self._call("GET", "/screenshot")))
 
