@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.procstat import cpu_seconds, status_kib  # noqa: E402
 
 PASSWORD = "benchpw1"
 CHUNK = 64 * 1024
@@ -105,7 +106,7 @@ def asci_main(port: int, upstream: int, token_file: Path) -> None:
                            ReadyLauncher(), accounts=None)
     cookie, _ = state.logins.open(Researcher("bench", 5000, 5000), "127.0.0.1")
     connection = Connection(SESSION, "local", "127.0.0.1", upstream, Secret(PASSWORD, "bench"))
-    tokens = [state.tokens.issue("bench", SESSION, connection) for _ in range(100)]
+    tokens = [state.tokens.issue("bench", SESSION, connection) for _ in range(1000)]
     state.tokens.ttl = 3600
     token_file.write_text("\n".join([cookie, *tokens]))
     app = web.Application()
@@ -227,6 +228,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--megabytes", type=int, default=256)
     parser.add_argument("--pings", type=int, default=500)
+    parser.add_argument("--viewers", type=int, default=50, help="concurrent viewers relaying through ASCI at once")
     parser.add_argument("--role", choices=["client", "upstream", "asci"], default="client", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
@@ -278,6 +280,24 @@ def main() -> None:
             p50 = statistics.median(times) * 1e3
             p99 = times[int(len(times) * 0.99) - 1] * 1e3
             print(f"| {name} | {mbps:.0f} | {p50:.3f} | {p99:.3f} |")
+
+        # Concurrent viewers: each streams the upstream's whole payload at once through ASCI.
+        asci_pid = children["asci"].pid
+        rss0, cpu0 = status_kib(asci_pid, "VmRSS"), cpu_seconds(asci_pid)
+
+        async def many() -> tuple[float, float]:
+            start = time.perf_counter()
+            rates = await asyncio.gather(*(over_websocket(asci_url, asci_headers, (f"asci-token.{tokens.pop()}",),
+                                                          b"B", 0, args.megabytes, asci=True)
+                                           for _ in range(args.viewers)))
+            return sum(r for r, _ in rates), time.perf_counter() - start
+
+        _, elapsed = asyncio.run(many())
+        total = args.viewers * args.megabytes * 1024 * 1024 / 1e6
+        print(f"\n{args.viewers} concurrent viewers through ASCI, {args.megabytes} MB each: "
+              f"{total / elapsed:.0f} MB/s aggregate over {elapsed:.1f} s; asci serve CPU "
+              f"{cpu_seconds(asci_pid) - cpu0:.1f} s; RSS {rss0 // 1024} MiB before, "
+              f"peak {status_kib(asci_pid, 'VmHWM') // 1024} MiB")
     finally:
         for child in children.values():
             child.terminate()
