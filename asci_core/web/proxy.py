@@ -51,14 +51,16 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     session = request.match_info["session"]
     login = current_login(request)
     token, protocol = offered_token(request)
-    if not SESSION_ID.fullmatch(session) or login is None or not origin_ok(request):
+    # Browsers always send Origin on a WebSocket upgrade: one without it is not a browser page of ours.
+    origin_fits = "Origin" in request.headers and origin_ok(request)
+    if not SESSION_ID.fullmatch(session) or login is None or not origin_fits:
         state.tokens.discard(token)  # whoever holds a token gets one try, whatever fails
     if not SESSION_ID.fullmatch(session):
         return refuse(request, "not a session id", login.user.name if login else None, session[:32])
     if login is None:
         return refuse(request, "not logged in", None, session)
     user = login.user.name
-    if not origin_ok(request):
+    if not origin_fits:
         return refuse(request, f"origin {request.headers.get('Origin', '')[:100]!r} not served here", user, session)
     try:
         grant = state.tokens.take(token, user, session)

@@ -68,7 +68,7 @@ def grant_to(served, xvnc, user: str, session: str, password: str | None = None)
 
 
 async def open_viewer(served, session: str, token: str | None, cookie: str | None, origin: str | None = None):
-    headers = {"Origin": origin or served.url}
+    headers = {"Origin": origin or served.url} if origin != "" else {}
     if cookie:
         headers["Cookie"] = f"asci_session={cookie}"
     client = aiohttp.ClientSession()
@@ -189,6 +189,8 @@ def test_viewer_upgrades_without_the_right_token_login_or_origin_are_403(served,
         token = grant_to(served, xvnc, "alice", session)
         out["other origin"] = await refused(served, session, token, cookie, origin="http://evil.example")
         token = grant_to(served, xvnc, "alice", session)
+        out["no origin"] = await refused(served, session, token, cookie, origin="")
+        token = grant_to(served, xvnc, "alice", session)
         out["first use"] = await refused(served, session, token, cookie)
         out["replayed"] = await refused(served, session, token, cookie)
         token = grant_to(served, xvnc, "alice", session)
@@ -204,7 +206,7 @@ def test_viewer_upgrades_without_the_right_token_login_or_origin_are_403(served,
 
     results = asyncio.run(scenario())
     assert results == {"no token": 403, "unknown token": 403, "no cookie": 403, "spent by the refused try": 403,
-                       "other user's cookie": 403, "other origin": 403, "first use": 101, "replayed": 403,
+                       "other user's cookie": 403, "other origin": 403, "no origin": 403, "first use": 101, "replayed": 403,
                        "expired": 403, "traversal": 403}
     # A token for a session that is then stopped: stopping revokes it, and a stopped session is refused anyway.
     token = grant_to(served, xvnc, "alice", session)
