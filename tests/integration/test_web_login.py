@@ -248,3 +248,18 @@ def test_the_launchers_refusal_reaches_the_page_as_its_own_words(stack, tmp_path
             assert browser.get(f"{app.url}/web/api/overview", timeout=30).json()["sessions"] == []
     finally:
         state.launcher.close()
+
+
+def test_secure_cookies_when_configured_and_the_configured_origin_is_the_one_checked(stack, tmp_path, unique):
+    state = web_state(tmp_path, str(stack.config.stack.docker.socket), {**LABELS, "asci.test.case": unique()},
+                      secure_cookies=True, origin="https://asci.example.org")
+    try:
+        with ServedApp(state) as app:
+            login = {"user": "alice", "password": PASSWORDS["alice"]}
+            own = requests.post(f"{app.url}/web/login", json=login, headers={"Origin": "https://asci.example.org"},
+                                timeout=30)
+            assert own.status_code == 200 and "Secure" in own.headers["Set-Cookie"]
+            served_host = requests.post(f"{app.url}/web/login", json=login, headers={"Origin": app.url}, timeout=30)
+            assert served_host.status_code == 403
+    finally:
+        state.launcher.close()
