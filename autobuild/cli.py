@@ -1,4 +1,5 @@
-"""`asci builds list | show ID | log ID [-f] | retry ID | graph`, through the running service's API."""
+"""`asci builds list | show ID | log ID [-f] | retry ID | graph`, through the running service's API;
+`asci images` (autobuild/images_cli.py) is registered here too."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,8 @@ import json
 import sys
 
 import requests
+
+from autobuild import images_cli
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_retry)
     actions.add_parser("graph", help="which image is built FROM which").set_defaults(func=cmd_graph)
+    # `asci images`: the same builder, for the folders under images/.
+    images_cli.register(sub)
 
 
 class ApiError(Exception):
