@@ -35,15 +35,16 @@ class LogSink(Protocol):
 
 
 def build_image(client: docker.DockerClient, *, context: Path, dockerfile: Path, ref: str,
-                build_args: dict[str, str], labels: dict[str, str], log: LogSink) -> str:
-    """Build REF from CONTEXT with the legacy builder; the new image's id."""
+                build_args: dict[str, str], labels: dict[str, str], log: LogSink, no_cache: bool = False) -> str:
+    """Build REF from CONTEXT with the legacy builder; the new image's id. NO_CACHE: no layer reused."""
     log.write(f"building {ref}")
     image_id = None
     try:
         inside = dockerfile.is_relative_to(context)
         stream = client.api.build(path=str(context),
                                   dockerfile=str(dockerfile.relative_to(context) if inside else dockerfile),
-                                  tag=ref, labels=labels, buildargs=build_args, rm=True, forcerm=True, decode=True)
+                                  tag=ref, labels=labels, buildargs=build_args, rm=True, forcerm=True, decode=True,
+                                  nocache=no_cache)
         for line in stream:
             if "stream" in line:
                 log.write_raw(line["stream"])

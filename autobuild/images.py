@@ -157,6 +157,20 @@ def inputs_hash(spec: ImageSpec, parent_ids: list[str], build_args: dict[str, st
     return digest.hexdigest()
 
 
+def content_tag(inputs: str) -> str:
+    """The tag that names an image by its inputs: what the cache looks up, and what children build FROM."""
+    return f"inputs-{inputs[:40]}"
+
+
+def _image_with_inputs(client: docker.DockerClient, ref: str, inputs: str):
+    # By tag, not by label: a build in progress leaves untagged steps that inherit their parent's labels.
+    try:
+        image = client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+    return image if image.labels.get(INPUTS_LABEL) == inputs else None
+
+
 def _local_image_id(client: docker.DockerClient, ref: str) -> str:
     try:
         return client.images.get(ref).id
@@ -200,24 +214,29 @@ def _platform_context(spec: ImageSpec, into: Path, log: builder.LogSink) -> None
 
 
 def build_family(client: docker.DockerClient, family: Family, names: list[str] | None, *, tag: str,
-                 push: bool, log: builder.LogSink) -> list[BuildOutcome]:
-    """Build NAMES and their parents in order; a cache hit when an image with the same inputs exists."""
+                 push: bool, log: builder.LogSink, cold: bool = False) -> list[BuildOutcome]:
+    """Build NAMES and their parents in order; a cache hit when an image with the same inputs exists.
+
+    COLD (benchmarks): neither the inputs cache nor the engine's layer cache is used.
+    """
     outcomes: list[BuildOutcome] = []
     ids: dict[str, str] = {}
     revision = _git_revision()
+    content_tags: dict[str, str] = {}
     for name in family.order(names):
         spec = family.specs[name]
         started = time.monotonic()
-        ref = family.ref(name, tag)
-        args = family.build_args(spec, tag)
+        repo = family.ref(name, tag).rsplit(":", 1)[0]
+        # Children are built FROM their parent's content tag, never a tag that may move meanwhile.
+        args = family.build_args(spec, content_tags[spec.parents[0]] if spec.parents else tag)
         parent_ids = [ids[p] for p in spec.parents] + [_local_image_id(client, b) for b in spec.external_bases]
         inputs = inputs_hash(spec, parent_ids, args)
-        cached = client.images.list(filters={"label": f"{INPUTS_LABEL}={inputs}"})
-        if cached:
-            image = cached[0]
-            image.tag(ref.rsplit(":", 1)[0], tag)
-            log.write(f"{name}: inputs {inputs[:12]} unchanged, {ref} is {image.short_id} (cached)")
-            image_id, was_cached = image.id, True
+        content_tags[name] = content_tag(inputs)
+        ref = f"{repo}:{content_tags[name]}"
+        cached = None if cold else _image_with_inputs(client, ref, inputs)
+        if cached is not None:
+            log.write(f"{name}: inputs {inputs[:12]} unchanged, {ref} is {cached.short_id} (cached)")
+            image_id, was_cached = cached.id, True
         else:
             labels = {
                 "org.opencontainers.image.title": name,
@@ -226,7 +245,7 @@ def build_family(client: docker.DockerClient, family: Family, names: list[str] |
                 "org.opencontainers.image.version": tag,
                 "org.opencontainers.image.created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "org.opencontainers.image.base.name": ", ".join(
-                    [family.ref(p, tag) for p in spec.parents] + spec.external_bases),
+                    [family.ref(p, content_tags[p]) for p in spec.parents] + spec.external_bases),
                 INPUTS_LABEL: inputs,
                 NAME_LABEL: name,
             }
@@ -236,13 +255,15 @@ def build_family(client: docker.DockerClient, family: Family, names: list[str] |
                     context = Path(scratch) / "context"
                     _platform_context(spec, context, log)
                 image_id = builder.build_image(client, context=context, dockerfile=context / "Dockerfile", ref=ref,
-                                               build_args=args, labels=labels, log=log)
+                                               build_args=args, labels=labels, log=log, no_cache=cold)
             was_cached = False
+        client.api.tag(image_id, repo, tag, force=True)
+        ref = f"{repo}:{tag}"
         ids[name] = image_id
         outcome = BuildOutcome(name, ref, image_id, inputs, was_cached, 0.0)
         if push:
             repository = family.specs[name].repository
-            outcome.digest = builder.push_image(client, ref.rsplit(":", 1)[0], tag, family.access, log)
+            outcome.digest = builder.push_image(client, repo, tag, family.access, log)
             builder.verify_digest(family.access, repository, tag, outcome.digest)
             log.write(f"{name}: the registry holds {repository}:{tag} as {outcome.digest}")
         outcome.seconds = time.monotonic() - started
@@ -268,7 +289,8 @@ def list_family(client: docker.DockerClient, family: Family) -> list[Listed]:
         for image in client.images.list(name=repo):
             digests = [d.split("@", 1)[1] for d in image.attrs.get("RepoDigests", []) if d.startswith(repo + "@")]
             for ref in image.tags:
-                if ref.rsplit(":", 1)[0] != repo:
+                # Content tags (inputs-...) are the cache's names; the inputs column shows them.
+                if ref.rsplit(":", 1)[0] != repo or ref.rsplit(":", 1)[1].startswith("inputs-"):
                     continue
                 rows.append({"tag": ref.rsplit(":", 1)[1], "id": image.short_id.split(":", 1)[1],
                              "size_mb": round(image.attrs.get("Size", 0) / 1e6, 1),

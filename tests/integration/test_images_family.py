@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from autobuild.images import INPUTS_LABEL, Family, build_family
+from autobuild.images import INPUTS_LABEL, Family, build_family, content_tag
 from registry.client import RegistryClient
 from tests.conftest import LABELS
 from tests.integration.images_support import TAG, _QuietLog, family, image
@@ -40,6 +40,14 @@ def test_unchanged_inputs_are_a_cache_hit_and_a_changed_parent_rebuilds_its_chil
     first = build_family(docker_client, fam, [child], tag="t1", push=False, log=_QuietLog())
     assert [(o.name, o.cached) for o in first] == [(parent, False), (child, False)]
 
+    # An untagged image FROM the parent inherits its labels (as a build in progress leaves them):
+    # it must never be taken for the parent.
+    lookalike = tmp_path / "lookalike"
+    lookalike.mkdir()
+    (lookalike / "Dockerfile").write_text(f"FROM {first[0].ref}\nRUN echo other > /other\n")
+    other, _ = docker_client.images.build(path=str(lookalike), rm=True, labels=LABELS)
+    assert other.labels[INPUTS_LABEL] == first[0].inputs
+
     log = _QuietLog()
     again = build_family(docker_client, fam, [child], tag="t1", push=False, log=log)
     assert [(o.name, o.cached) for o in again] == [(parent, True), (child, True)]
@@ -52,7 +60,10 @@ def test_unchanged_inputs_are_a_cache_hit_and_a_changed_parent_rebuilds_its_chil
     assert changed[1].image_id != first[1].image_id
     labels = docker_client.images.get(changed[1].ref).labels
     assert labels[INPUTS_LABEL] == changed[1].inputs
-    assert labels["org.opencontainers.image.base.name"] == fam.ref(parent, "t1")
+    assert labels["org.opencontainers.image.base.name"] == fam.ref(parent, content_tag(changed[0].inputs))
+    # Built FROM the parent by its content tag: the child's layers extend exactly this parent's.
+    parent_layers = docker_client.images.get(changed[0].image_id).attrs["RootFS"]["Layers"]
+    assert docker_client.images.get(changed[1].image_id).attrs["RootFS"]["Layers"][:len(parent_layers)] == parent_layers
     assert docker_client.images.get(changed[1].ref).id == changed[1].image_id
 
 
