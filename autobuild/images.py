@@ -188,7 +188,7 @@ def _git_revision() -> str:
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
-def _platform_context(spec: ImageSpec, into: Path, log: builder.LogSink) -> None:
+def platform_context(spec: ImageSpec, into: Path, log: builder.LogSink) -> None:
     """The platform folder plus wheels of this working tree and its dependencies under dist/.
 
     pip runs here, where the site's package index and certificates work; inside the build
@@ -214,11 +214,8 @@ def _platform_context(spec: ImageSpec, into: Path, log: builder.LogSink) -> None
 
 
 def build_family(client: docker.DockerClient, family: Family, names: list[str] | None, *, tag: str,
-                 push: bool, log: builder.LogSink, cold: bool = False) -> list[BuildOutcome]:
-    """Build NAMES and their parents in order; a cache hit when an image with the same inputs exists.
-
-    COLD (benchmarks): neither the inputs cache nor the engine's layer cache is used.
-    """
+                 push: bool, log: builder.LogSink) -> list[BuildOutcome]:
+    """Build NAMES and their parents in order; a cache hit when an image with the same inputs exists."""
     outcomes: list[BuildOutcome] = []
     ids: dict[str, str] = {}
     revision = _git_revision()
@@ -233,7 +230,7 @@ def build_family(client: docker.DockerClient, family: Family, names: list[str] |
         inputs = inputs_hash(spec, parent_ids, args)
         content_tags[name] = content_tag(inputs)
         ref = f"{repo}:{content_tags[name]}"
-        cached = None if cold else _image_with_inputs(client, ref, inputs)
+        cached = _image_with_inputs(client, ref, inputs)
         if cached is not None:
             log.write(f"{name}: inputs {inputs[:12]} unchanged, {ref} is {cached.short_id} (cached)")
             image_id, was_cached = cached.id, True
@@ -253,9 +250,9 @@ def build_family(client: docker.DockerClient, family: Family, names: list[str] |
                 context = spec.folder
                 if name == PLATFORM:
                     context = Path(scratch) / "context"
-                    _platform_context(spec, context, log)
+                    platform_context(spec, context, log)
                 image_id = builder.build_image(client, context=context, dockerfile=context / "Dockerfile", ref=ref,
-                                               build_args=args, labels=labels, log=log, no_cache=cold)
+                                               build_args=args, labels=labels, log=log)
             was_cached = False
         client.api.tag(image_id, repo, tag, force=True)
         ref = f"{repo}:{tag}"
