@@ -12,7 +12,9 @@ import pytest
 from autobuild.images import INPUTS_LABEL, Family, build_family, content_tag
 from registry.client import RegistryClient
 from tests.conftest import LABELS
-from tests.integration.images_support import TAG, _QuietLog, family, image
+from tests.integration.images_support import (TAG, _QuietLog, address, family, image, run_desktop, set_password,
+                                              wait_for)
+from tests.integration.rfb_client import RfbClient
 
 pytestmark = pytest.mark.integration
 
@@ -141,3 +143,27 @@ def test_each_child_contains_its_software_and_is_built_from_the_base(stack, dock
 def test_the_readme_tag_is_what_the_tests_build(stack, docker_client):
     base = image(stack, docker_client, "desktop-base")
     assert base.ref == f"{stack.registry.address}/bl/desktop-base:{TAG}"
+
+
+TITLES = {"imaging": "Medical Imaging", "xfm": "X-ray Fluorescence Microscopy", "mx": "Micro-crystallography"}
+
+
+@pytest.mark.parametrize("name", sorted(TITLES))
+def test_each_child_starts_a_session_named_after_its_environment_with_its_icons(stack, docker_client, name, unique):
+    child = image(stack, docker_client, name)
+    container = run_desktop(docker_client, child.ref, unique(name), ASCI_USER="dana", ASCI_UID="6001")
+    try:
+        ip = address(container)
+        banner = wait_for("the RFB banner", lambda: RfbClient(ip).banner(), timeout=30)
+        assert banner == b"RFB 003.008\n"
+        # The random first password is unknown to us: set one, as the launcher does.
+        code, output = set_password(docker_client, container, "Child-pw", user="6001:6001")
+        assert code == 0, output
+        with RfbClient(ip) as client:
+            client.login("Child-pw")
+            assert client.name == TITLES[name]
+        icons = container.exec_run(["ls", "/home/dana/Desktop"], user="6001").output.decode().split()
+        assert "asci-environment.desktop" in icons
+        assert any(icon.startswith("asci-") and icon != "asci-environment.desktop" for icon in icons), icons
+    finally:
+        container.remove(force=True)
