@@ -41,6 +41,7 @@ COMPONENT_MODULES: tuple[str, ...] = (
     "registry.component",
     "asci_logging.component",
     "asci_core.launcher.component",
+    "alerts.component",
     "asci_core.web.component",
 )
 

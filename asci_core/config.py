@@ -78,7 +78,7 @@ class SearchSettings:
     managed: bool = setting(True, help="run the embedded OpenSearch node; false means use `url`")
     url: str = setting("http://127.0.0.1:9200", help="Elasticsearch-API endpoint", check="url")
     transport_port: int = setting(9300, help="transport port of the managed node", check="port")
-    heap_mb: int = setting(512, help="JVM heap of the managed node in MiB", check=("range", 256, 4096))
+    heap_mb: int = setting(1024, help="JVM heap of the managed node in MiB (512 tripped the circuit breaker under the full test suite plus alert runs)", check=("range", 256, 4096))
     username: str | None = setting(None, help="user for a site's Elasticsearch")
     password: Secret | None = setting(None, help="password for a site's Elasticsearch")
     launcher_dir: Path = setting(default_factory=lambda: _project_root() / "tools/search-engine",

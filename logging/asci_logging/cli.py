@@ -6,7 +6,7 @@ import json
 import sys
 
 from asci_logging.assets import load_assets
-from asci_logging.engine import EngineAccess, EngineError
+from asci_logging.search_client import SearchAccess
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,17 +49,13 @@ def _installer(args: argparse.Namespace):
     from asci_logging.installer import Installer
 
     config = args.config_obj
-    engine = EngineAccess.from_config(config)
+    search = SearchAccess.from_config(config)
     assets = load_assets(config.logging.prefix, config.logging.retention_days)
-    return Installer(engine.url, engine.session(), assets)
+    return Installer(search.url, search.session(), assets)
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    try:
-        changes = _installer(args).run(check_only=args.check)
-    except EngineError as exc:
-        print(f"asci: {exc}", file=sys.stderr)
-        return 1
+    changes = _installer(args).run(check_only=args.check)
     if args.json:
         print(json.dumps([c.__dict__ for c in changes], indent=2))
     else:
@@ -72,11 +68,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
-    try:
-        changes = _installer(args).remove()
-    except EngineError as exc:
-        print(f"asci: {exc}", file=sys.stderr)
-        return 1
+    changes = _installer(args).remove()
     for c in changes:
         print(f"{c.kind}  {c.name}: {c.action}")
     return 0

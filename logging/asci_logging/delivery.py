@@ -9,13 +9,15 @@ passes: the cursor then stays where it was and the batch is read again next time
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 from asci_core.errors import AsciError
 from asci_core.jsonlog import get_logger
+from asci_core.stack.search_engine import Readiness
 from asci_logging.bulk import BulkClient, Rejection, TooLarge, BulkTransientError, describe_error
 from asci_logging.dead_letters import dead_letter, last_resort
 from asci_logging.documents import Doc
@@ -39,12 +41,87 @@ class Backoff:
         return random.uniform(ceiling / 2, ceiling)
 
 
+class SearchState(Protocol):
+    def readiness(self) -> Readiness: ...
+
+
+_MISSING = re.compile(r"pipeline with id \[(.*)\] does not exist")
+# One look at the cluster serves every refusal of a round: a batch can carry thousands.
+_RECHECK_S = 1.0
+
+
+class MissingPipelines:
+    """Whether documents refused with "pipeline does not exist" wait or become dead letters.
+
+    - The cluster state is not recovered (health red with the "state not recovered" block, 503,
+      no answer): the engine is still coming back and its installed pipelines are not loaded yet.
+      Wait as long as it takes, like for a 5xx; the grace does not run.
+    - The cluster state is recovered (even if some index is red): the pipeline is really missing
+      (or appearing: an operator running `asci logging install`). Wait `grace` seconds from the
+      recovery, then the documents become dead letters. Only refusals of requests sent after
+      the recovery was seen count: a busy node answers requests from before it seconds late.
+    """
+
+    def __init__(self, search: SearchState, grace: float, max_backoff: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self._search = search
+        self._grace = grace
+        self._max_backoff = max_backoff
+        self.clock = clock
+        self._missing: dict[str, tuple[float, float]] = {}  # pipeline -> (first, last) seen missing
+        self._checked: tuple[float, Readiness] | None = None
+        self._recovering_since: float | None = None
+        self._known_recovered: float | None = None  # since when the cluster state is known to be recovered
+
+    def hold(self, rejection: Rejection, sent_at: float) -> bool:
+        """True: send the document again. SENT_AT: when its request left, on this object's clock."""
+        found = _MISSING.fullmatch(str(rejection.error.get("reason", "")))
+        if found is None:
+            return False
+        pipeline = found.group(1) or rejection.doc.pipeline
+        now = self.clock()
+        ready = self._readiness(now)
+        if not ready.state_recovered:
+            self._known_recovered = None
+            if self._recovering_since is None:
+                self._recovering_since = now
+                log.warning("search engine still recovering its cluster state; holding documents",
+                            pipeline=pipeline, detail=ready.detail)
+            # What was seen missing before the engine went down says nothing about after.
+            self._missing.pop(pipeline, None)
+            return True
+        if self._recovering_since is not None:
+            log.info("search engine recovered", after_s=round(now - self._recovering_since, 1))
+            self._recovering_since = None
+        if self._known_recovered is None:
+            self._known_recovered = self._checked[0] if self._checked is not None else now
+        if sent_at < self._known_recovered:
+            # A busy, recovering node answers late: this refusal may date from before the recovery.
+            return True
+        first, last = self._missing.get(pipeline, (now, now))
+        # Retries of one episode come at most a back-off apart; a longer silence means it ended.
+        if now - last > self._grace + self._max_backoff:
+            first = now
+        self._missing[pipeline] = (first, now)
+        waiting = now - first < self._grace
+        if waiting and now == first:
+            log.warning("ingest pipeline missing; holding its documents (run `asci logging install`?)",
+                        pipeline=pipeline, grace_s=self._grace)
+        return waiting
+
+    def _readiness(self, now: float) -> Readiness:
+        if self._checked is None or now - self._checked[0] >= _RECHECK_S:
+            answer = self._search.readiness()
+            # Stamped when the answer came: the health question may wait on the engine's side.
+            self._checked = (self.clock(), answer)
+        return self._checked[1]
+
+
 class Delivery:
     def __init__(self, client: BulkClient, backoff: Backoff, metrics: Metrics,
-                 dead_letter_index: Callable[[int], str], abort: threading.Event, missing_pipeline_grace: float):
+                 dead_letter_index: Callable[[int], str], abort: threading.Event, pipelines: MissingPipelines):
         self._client = client
-        self._grace = missing_pipeline_grace
-        self._missing: dict[str, tuple[float, float]] = {}  # pipeline -> (first, last) seen missing
+        self._pipelines = pipelines
         self._backoff = backoff
         self._metrics = metrics
         self._dead_letter_index = dead_letter_index
@@ -86,6 +163,7 @@ class Delivery:
             chunk = pending if self.max_docs_per_request is None else pending[:self.max_docs_per_request]
             try:
                 self._metrics.add(bulk_requests=1)
+                sent_at = self._pipelines.clock()
                 outcome = self._client.send(chunk)
             except TooLarge:
                 # Halve what one request carries until the engine takes it.
@@ -105,7 +183,7 @@ class Delivery:
                 continue
             indexed += outcome.indexed
             for r in outcome.rejected:
-                if self._wait_for_pipeline(r):
+                if self._wait_for_pipeline(r, sent_at):
                     outcome.retry.append(r.doc)
                 else:
                     rejected.append(r)
@@ -123,26 +201,9 @@ class Delivery:
                 self._metrics.set(state="running")
         return indexed, rejected
 
-    def _wait_for_pipeline(self, rejection: Rejection) -> bool:
-        """A missing pipeline is retried for a while before its documents become dead letters.
-
-        A node that has just started answers HTTP before it has loaded its pipelines, and an
-        operator may be running `asci logging install`: both fix themselves within seconds.
-        """
-        reason = str(rejection.error.get("reason", ""))
-        if not (reason.startswith("pipeline with id [") and reason.endswith("does not exist")):
-            return False
-        now = time.monotonic()
-        first, last = self._missing.get(rejection.doc.pipeline, (now, now))
-        # Retries of one episode come at most a back-off apart; a longer silence means it ended.
-        if now - last > self._grace + self._backoff.maximum:
-            first = now
-        self._missing[rejection.doc.pipeline] = (first, now)
-        waiting = now - first < self._grace
-        if waiting and now == first:
-            log.warning("ingest pipeline missing; holding its documents (run `asci logging install`?)",
-                        pipeline=rejection.doc.pipeline, grace_s=self._grace)
-        return waiting
+    def _wait_for_pipeline(self, rejection: Rejection, sent_at: float) -> bool:
+        """Whether a document refused for a missing pipeline is sent again (True) or dead-lettered."""
+        return self._pipelines.hold(rejection, sent_at)
 
     def _sleep(self, seconds: float) -> None:
         if self._abort.wait(seconds):

@@ -8,13 +8,14 @@ is normalised on storage, so it carries a digest of our version in `_meta`.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import requests
 
 from asci_logging.assets import Assets, digest, with_digest
-from asci_logging.engine import EngineError
+from asci_logging.search_client import SearchEngineError
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,18 @@ class Change:
     detail: str = ""
 
 
+# A busy node pushes back (429: a circuit breaker; 503: not ready) for moments at a time: worth a few tries.
+_PUSHBACK = (429, 503)
+_PUSHBACK_WAITS = (0.5, 1.0, 2.0, 4.0)
+
+
 class Installer:
-    def __init__(self, url: str, session: requests.Session, assets: Assets):
+    def __init__(self, url: str, session: requests.Session, assets: Assets,
+                 sleep: Callable[[float], None] = time.sleep):
         self.url = url.rstrip("/")
         self.session = session
         self.assets = assets
+        self._sleep = sleep
 
     def run(self, check_only: bool = False) -> list[Change]:
         flavour = self._flavour()
@@ -45,12 +53,16 @@ class Installer:
     # --- engine ------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,)) -> requests.Response:
-        try:
-            resp = self.session.request(method, f"{self.url}{path}", json=body, timeout=30)
-        except requests.RequestException as exc:
-            raise EngineError(f"{method} {path}: no answer from {self.url} ({type(exc).__name__})") from None
+        for wait in (*_PUSHBACK_WAITS, None):
+            try:
+                resp = self.session.request(method, f"{self.url}{path}", json=body, timeout=30)
+            except requests.RequestException as exc:
+                raise SearchEngineError(f"{method} {path}: no answer from {self.url} ({type(exc).__name__})") from None
+            if resp.status_code in ok or resp.status_code not in _PUSHBACK or wait is None:
+                break
+            self._sleep(wait)
         if resp.status_code not in ok:
-            raise EngineError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}")
+            raise SearchEngineError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}")
         return resp
 
     def _flavour(self) -> str:

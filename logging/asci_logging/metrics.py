@@ -25,7 +25,7 @@ class Counters:
     events_retried: int = 0  # documents sent again after a 429/5xx item or a failed request
     bulk_requests: int = 0
     bulk_failures: int = 0  # whole requests that failed (engine away, overloaded, refusing)
-    lag_seconds: float | None = None  # journal time of the newest selected entry minus that of the last one acknowledged
+    lag_seconds: float | None = None  # age of the oldest entry read but not yet accepted by the engine; 0 when caught up
     cursor: str | None = None
     state: str = "starting"
     last_error: str | None = None
@@ -79,3 +79,42 @@ class Metrics:
 def _cpu() -> float:
     t = os.times()
     return t.user + t.system
+
+
+class Backlog:
+    """Journal times of the entries read but not yet accepted by the engine, batch by batch.
+
+    The lag is the age of the oldest of them: it keeps growing while the engine is away,
+    including after a restart of the shipper, before anything at all has been accepted.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._first_us: dict[int, int] = {}  # batch seq -> journal time of its first entry
+
+    def handed_off(self, seq: int, first_us: int | None) -> None:
+        if first_us is not None:
+            with self._lock:
+                self._first_us[seq] = first_us
+
+    def accepted(self, seq: int) -> None:
+        with self._lock:
+            self._first_us.pop(seq, None)
+
+    def oldest_us(self, filling_first_us: int | None = None) -> int | None:
+        """The oldest unaccepted entry's time, counting the batch still being filled."""
+        with self._lock:
+            times = list(self._first_us.values())
+        if filling_first_us is not None:
+            times.append(filling_first_us)
+        return min(times) if times else None
+
+
+def lag_seconds(now_us: int, oldest_unaccepted_us: int | None, caught_up: bool,
+                fallback: float | None) -> float | None:
+    """Age of the oldest entry not yet accepted; 0 when everything read is accepted and nothing is left."""
+    if oldest_unaccepted_us is not None:
+        return round(max(0, now_us - oldest_unaccepted_us) / 1e6, 3)
+    if caught_up:
+        return 0.0
+    return fallback

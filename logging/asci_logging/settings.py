@@ -72,8 +72,9 @@ class ShipperSettings:
                                      check="positive")
     retry_initial: float = setting(0.5, help="first back-off in seconds after a failed request", check="positive")
     retry_max: float = setting(30.0, help="longest back-off in seconds", check="positive")
-    missing_pipeline_grace: float = setting(60.0, help="seconds documents wait for a missing ingest pipeline "
-                                            "(engine still starting, install running) before becoming dead letters",
+    missing_pipeline_grace: float = setting(60.0, help="seconds documents wait for an ingest pipeline missing from a "
+                                            "recovered cluster (install running) before becoming dead letters; while "
+                                            "the cluster state is still recovering they wait without limit",
                                             check="positive")
     request_timeout: float = setting(60.0, help="seconds to wait for one _bulk answer", check="positive")
     compress: bool = setting(False, help="gzip _bulk bodies (worth it across a network, not on loopback)")

@@ -26,13 +26,13 @@ from asci_core.config import Config
 from asci_core.jsonlog import get_logger
 from asci_logging.bulk import BulkClient
 from asci_logging.cursor_store import CursorStore
-from asci_logging.delivery import Aborted, Backoff, Delivery
+from asci_logging.delivery import Aborted, Backoff, Delivery, MissingPipelines
 from asci_logging.documents import Doc, DocumentBuilder
-from asci_logging.engine import EngineAccess
 from asci_logging.journal_source import JournalSource
-from asci_logging.metrics import Metrics
+from asci_logging.metrics import Backlog, Metrics, lag_seconds
 from asci_logging.partials import PartialJoiner
 from asci_logging.routing import Router
+from asci_logging.search_client import SearchAccess, SearchClient
 from asci_logging.settings import ShipperSettings
 
 log = get_logger("logging")
@@ -46,6 +46,7 @@ class Batch:
     size: int = 0
     started: float = 0.0
     cursor: str | None = None  # where a restart may begin once this batch is accepted
+    first_realtime_us: int | None = None  # of its first journal entry: the lag's reference until accepted
     last_realtime_us: int | None = None
     entries: int = 0
 
@@ -57,7 +58,7 @@ def state_paths(config: Config) -> tuple[Path, Path]:
 
 
 class Shipper:
-    def __init__(self, settings: ShipperSettings, prefix: str, engine: EngineAccess,
+    def __init__(self, settings: ShipperSettings, prefix: str, search: SearchAccess,
                  cursor_file: Path, metrics_file: Path | None, until_idle: float | None = None):
         self.settings = settings
         self.router = Router(prefix, settings.routes, settings.default_pipeline)
@@ -67,7 +68,8 @@ class Shipper:
         self.cursors = CursorStore(cursor_file)
         self.metrics = Metrics(metrics_file)
         self.until_idle = until_idle
-        self.engine = engine
+        self.search = search
+        self.backlog = Backlog()
         self._stop = threading.Event()
         self._abort = threading.Event()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=settings.batches_in_flight)
@@ -80,15 +82,17 @@ class Shipper:
         self._done: dict[int, Batch] = {}
         # One client (and keep-alive connection) per sending thread: requests.Session is not thread-safe.
         self.deliveries = [Delivery(
-            BulkClient(engine.url, engine.session(), settings.request_timeout, settings.compress),
+            BulkClient(search.url, search.session(), settings.request_timeout, settings.compress),
             Backoff(settings.retry_initial, settings.retry_max), self.metrics,
-            lambda us: self.builder.index_for("deadletter", us), self._abort, settings.missing_pipeline_grace)
+            lambda us: self.builder.index_for("deadletter", us), self._abort,
+            MissingPipelines(SearchClient(search.url, search.session()), settings.missing_pipeline_grace,
+                             settings.retry_max))
             for _ in range(settings.senders)]
 
     @classmethod
     def from_config(cls, config: Config, until_idle: float | None = None) -> "Shipper":
         cursor_file, metrics_file = state_paths(config)
-        return cls(config.logging.shipper, config.logging.prefix, EngineAccess.from_config(config),
+        return cls(config.logging.shipper, config.logging.prefix, SearchAccess.from_config(config),
                    cursor_file, metrics_file, until_idle)
 
     def stop(self, *_: object) -> None:
@@ -111,7 +115,7 @@ class Shipper:
                    for i, d in enumerate(self.deliveries)]
         for t in senders:
             t.start()
-        log.info("shipper started", how=how, engine=self.engine.url, pipelines=sorted(self.router.pipelines),
+        log.info("shipper started", how=how, search=self.search.url, pipelines=sorted(self.router.pipelines),
                  batch_size=self.settings.batch_size, senders=len(senders))
         last = Batch()
         try:
@@ -137,6 +141,8 @@ class Shipper:
             if entry is not None:
                 last_activity = now
                 newest_us = entry.realtime_us
+                if not batch.entries:
+                    batch.first_realtime_us = entry.realtime_us
                 batch.entries += 1
                 events = joiner.feed(entry, before)
                 if events:
@@ -163,7 +169,7 @@ class Shipper:
                     source.wait(max(0.01, min(remaining, 0.5)))
             if now >= next_metrics:
                 next_metrics = now + s.metrics_interval
-                self._report()
+                self._report(batch)
         return batch
 
     def _add_stale(self, batch: Batch, newest_us: int, now: float) -> None:
@@ -182,6 +188,7 @@ class Shipper:
         batch.last_realtime_us = batch.docs[-1].realtime_us if batch.docs else None
         batch.seq = self._handed_off
         self._handed_off += 1
+        self.backlog.handed_off(batch.seq, batch.first_realtime_us)
         self.metrics.add(entries_read=batch.entries, events_read=len(batch.docs))
         # Blocks while the engine is away: this is where reading stops and memory stays bounded.
         while True:
@@ -194,7 +201,7 @@ class Shipper:
                     return Batch()
                 if time.monotonic() >= self._next_blocked_report:
                     self._next_blocked_report = time.monotonic() + self.settings.metrics_interval
-                    self._report()
+                    self._report(batch)
         return Batch()
 
     def _idle(self) -> bool:
@@ -212,6 +219,7 @@ class Shipper:
                     assert isinstance(item, Batch)
                     if item.docs:
                         delivery.deliver(item.docs)
+                    self.backlog.accepted(item.seq)
                     self._commit(item)
                 finally:
                     self._queue.task_done()
@@ -250,6 +258,7 @@ class Shipper:
             last.last_realtime_us = last.docs[-1].realtime_us
             last.seq = self._handed_off
             self._handed_off += 1
+            self.backlog.handed_off(last.seq, last.first_realtime_us)
             self.metrics.add(entries_read=last.entries, events_read=len(last.docs))
             pending.insert(0, last)
         while pending and any(t.is_alive() for t in senders):
@@ -272,18 +281,18 @@ class Shipper:
                  dead_lettered=data["events_failed"], unsent=data["buffered"])
         return clean
 
-    def _report(self) -> dict[str, object]:
+    def _report(self, filling: Batch | None = None) -> dict[str, object]:
         newest = None
         try:
             newest = self.source.newest_realtime_us()
         except OSError:
             pass
         acked = self.metrics.acked_realtime_us
-        caught_up = self._at_end and self.metrics.snapshot()["buffered"] == 0
-        if newest is None or caught_up:
-            self.metrics.set(lag_seconds=0.0)  # nothing selected, or all of it acknowledged
-        elif acked is not None:
-            self.metrics.set(lag_seconds=round(max(0, newest - acked) / 1e6, 3))
+        oldest = self.backlog.oldest_us(filling.first_realtime_us if filling is not None else None)
+        # Nothing selected at all, or everything read is accepted and the journal has nothing more.
+        caught_up = newest is None or (self._at_end and self.metrics.snapshot()["buffered"] == 0)
+        between = round(max(0, newest - acked) / 1e6, 3) if newest is not None and acked is not None else None
+        self.metrics.set(lag_seconds=lag_seconds(int(time.time() * 1e6), oldest, caught_up, between))
         data = self.metrics.write()
         log.info("shipper metrics", **{k: data[k] for k in (
             "events_read", "events_sent", "events_failed", "events_retried", "buffered", "lag_seconds", "state")})

@@ -174,3 +174,14 @@ def test_refused_deliveries_are_recorded_with_their_reason(env):
     outcomes = {o for o, _ in rows}
     assert {"ignored", "refused"} <= outcomes
     assert any("not a valid Docker tag" in d for _, d in rows)
+
+
+def test_a_refused_signature_is_logged_for_the_probing_alert(env):
+    # alerts/rules/webhook-probing.yaml counts these lines per client address.
+    resp = deliver(env["serve"].url, server_payload(REPO, "v9.9.9", env["commit"]), secret="guessed")
+    assert resp.status_code == 401
+    lines = [json.loads(line) for line in (env["root"] / "serve.log").read_text().splitlines() if line.startswith("{")]
+    refused = [line for line in lines if line["message"] == "webhook refused"]
+    assert refused and refused[-1]["component"] == "autobuild" and refused[-1]["level"] == "warning"
+    assert {k: refused[-1][k] for k in ("status", "reason", "client_ip")} == {
+        "status": 401, "reason": "signature does not match", "client_ip": "127.0.0.1"}

@@ -6,6 +6,8 @@ engine is shared with other suites and must never be stopped.
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -99,6 +101,52 @@ def test_engine_away_for_30_s_loses_and_doubles_nothing(tmp_path, stack, unique)
         assert after["state"] == "stopped" and after["lag_seconds"] == 0.0
         assert cursor_file(tmp_path).read_text().strip() == after["cursor"]
         assert peak_rss < 150, f"shipper RSS {peak_rss:.0f} MiB while the engine was away"
+    finally:
+        if proc is not None:
+            stop_shipper(proc)
+        manager.down()
+
+
+def test_engine_crash_and_slow_recovery_dead_letter_nothing(tmp_path, stack, unique):
+    """SIGKILL the node while the shipper runs: `stack up` reports it started only once its cluster state is
+    recovered, and the shipper holds what the recovering node calls "pipeline does not exist" instead of
+    dead-lettering it, although its grace for missing pipelines is 3 s."""
+    manager, url = own_engine(tmp_path)
+    report = manager.up()
+    assert report.ok, [p.detail for p in report.parts]
+    proc = None
+    try:
+        site = LogSite(unique("logs"), url)
+        site.install()
+        ident = unique("crash")
+        config = write_config(tmp_path, site.prefix, [[f"SYSLOG_IDENTIFIER={ident}"]], url=url, routes=[],
+                              retry_initial=0.2, retry_max=1.0, missing_pipeline_grace=3.0, request_timeout=10)
+        proc = start_shipper(config, tmp_path / "shipper.log")
+        before = [f"before {i:03d} {ident}" for i in range(20)]
+        write_lines(ident, before)
+        wait_until(lambda: site.count("default-*") == len(before), 60, what="the lines before the crash")
+
+        engine = manager.state.load()["search"].identity
+        os.kill(engine.pid, signal.SIGKILL)
+        wait_until(lambda: not engine.alive(), 30, what="the engine to die")
+        after = [f"after {i:03d} {ident}" for i in range(300)]
+        write_lines(ident, after)
+
+        up = manager.up()
+        assert up.ok and [p.action for p in up.parts] == ["started"]
+        # "Started" means usable: the cluster state is recovered and the installed pipelines are there.
+        health = requests.get(f"{url}/_cluster/health", timeout=10).json()
+        assert health["status"] in ("yellow", "green"), health
+        assert requests.get(f"{url}/_ingest/pipeline/{site.prefix}-default", timeout=10).status_code == 200
+
+        wait_until(lambda: site.count("default-*") >= len(before) + len(after), 120, interval=1,
+                   what="every line after the crash")
+        assert stop_shipper(proc) == 0
+        proc = None
+        assert site.count("deadletter-*") == 0
+        hits = site.documents("default-*")
+        assert sorted(h["_source"]["message"] for h in hits) == sorted(before + after)
+        assert metrics(tmp_path)["events_failed"] == 0
     finally:
         if proc is not None:
             stop_shipper(proc)

@@ -216,3 +216,110 @@ def test_every_source_survives_an_empty_document(log_site):
     for source in ("autobuild", "asci-core", "registry", "session", "access", "default"):
         (out,) = simulate(log_site, source, [{}])
         assert "asci_parse_failure" in out["tags"], source
+
+
+def test_a_timestamp_that_does_not_parse_costs_only_the_timestamp(log_site):
+    build = ('{"timestamp":"26/11/2026 5:30","level":"error","component":"autobuild","message":"build finished",'
+             '"build_id":"b-9","outcome":"failure","phase":"push"}')
+    core = '{"timestamp":1764135000,"level":"warning","message":"login refused","action":"login","user":"eve"}'
+    (autobuild,) = simulate(log_site, "autobuild", [line(build)])
+    (asci_core,) = simulate(log_site, "asci-core", [line(core)])
+    (registry,) = simulate(log_site, "registry", [line('{"level":"error","msg":"upload failed","time":"soon"}')])
+    (access,) = simulate(log_site, "access", [line(
+        '192.0.2.1 - - [31/Feb/2026:05:38:50 +0000] "GET /v2/ HTTP/1.1" 503 87 "-" "curl/8"')])
+    for out, level, raw, step in ((autobuild, "error", "26/11/2026 5:30", "json-time"),
+                                  (asci_core, "warning", "1764135000", "json-time"),
+                                  (registry, "error", "soon", "registry-time"),
+                                  (access, "error", "31/Feb/2026:05:38:50 +0000", "access-time")):
+        assert out["log"]["level"] == level, out
+        assert out["@timestamp"] == BASE["@timestamp"]  # the journal's time stays
+        assert out["asci"]["unparsed_timestamp"] == raw
+        assert "asci_parse_failure" in out["tags"] and out["error"]["id"] == step
+        assert not any(k.startswith("asci_") for k in out), out
+    # The rest of the line is still parsed.
+    assert autobuild["message"] == "build finished" and autobuild["build"] == {"id": "b-9", "outcome": "failure"}
+    assert asci_core["event"]["category"] == "authentication" and asci_core["user"] == {"name": "eve"}
+    assert registry["message"] == "upload failed"
+    assert access["http"]["response"]["status_code"] == 503 and access["url"] == {"original": "/v2/"}
+
+
+def test_a_failure_after_the_level_word_keeps_the_level(log_site):
+    (bad_duration,) = simulate(log_site, "registry", [
+        line('{"level":"warn","msg":"x","http.response.duration":"12parsecs"}')])
+    assert "asci_parse_failure" in bad_duration["tags"] and bad_duration["log"]["level"] == "warning"
+
+
+ESC = "\x1b"
+
+
+def test_colour_codes_never_hide_the_level(log_site):
+    red = f"{ESC}[31mERROR{ESC}[0m disk full"
+    bold = f"{ESC}[1;33mWARNING:{ESC}[0m no GL acceleration"
+    titled = f"{ESC}]0;xterm title{ESC}\\[{ESC}[91mcritical{ESC}[39m] panel crashed"
+    cursor = f"{ESC}[2K{ESC}[1G2026-11-26 05:00:00 {ESC}[31mERR{ESC}[0m x"
+    for source in ("session", "default", "autobuild", "asci-core"):
+        outs = simulate(log_site, source, [line(red), line(bold), line(titled), line(cursor)])
+        assert [o["log"]["level"] for o in outs] == ["error", "warning", "critical", "error"], source
+        assert [o["message"] for o in outs] == ["ERROR disk full", "WARNING: no GL acceleration",
+                                                "[critical] panel crashed", "2026-11-26 05:00:00 ERR x"], source
+        assert [o["event"]["original"] for o in outs] == [red, bold, titled, cursor], source
+        assert all("tags" not in o for o in outs), source
+    # Colour around a JSON line, and inside its level.
+    coloured_json = (f'{ESC}[32m{{"timestamp":"2026-11-26T05:30:00Z","level":"\\u001b[31merror\\u001b[0m",'
+                     f'"message":"m","build_id":"b-1"}}{ESC}[0m')
+    (build,) = simulate(log_site, "autobuild", [line(coloured_json)])
+    assert build["log"]["level"] == "error" and build["message"] == "m" and build["build"] == {"id": "b-1"}
+    registry_json, registry_access = simulate(log_site, "registry", [
+        line(f'{ESC}[0m{{"level":"error","msg":"boom","time":"2026-11-26T05:52:11Z"}}'),
+        line(f"{ESC}[36m{REGISTRY_ACCESS}{ESC}[0m")])
+    assert registry_json["log"]["level"] == "error" and registry_json["message"] == "boom"
+    assert registry_access["http"]["response"]["status_code"] == 401 and "tags" not in registry_access
+    (proxy,) = simulate(log_site, "access", [line(f"{ESC}[1m{PROXY_FAILED_LOGIN}")])
+    assert proxy["event"]["outcome"] == "failure" and proxy["message"] == PROXY_FAILED_LOGIN
+    # Plain lines are left exactly as they were, with no copy.
+    (plain,) = simulate(log_site, "session", [line("[ERROR] no colour")])
+    assert plain["log"]["level"] == "error" and "original" not in plain["event"]
+
+
+def test_colour_codes_through_the_beats_dispatcher(log_site):
+    event = {"@timestamp": "2026-11-26T05:30:00.000Z", "message": f"{ESC}[31mERROR{ESC}[0m: xfwm4 died",
+             "syslog": {"priority": 6, "identifier": "asci/session/desk-1"},
+             "journald": {"custom": {"asci_component": "session"}}}
+    resp = requests.post(f"{log_site.url}/_ingest/pipeline/{log_site.prefix}-beats/_simulate",
+                         json={"docs": [{"_source": event}]}, timeout=30).json()
+    out = resp["docs"][0]["doc"]["_source"]
+    assert out["log"]["level"] == "error" and out["message"] == "ERROR: xfwm4 died"
+
+
+def count_fields(value: Any) -> int:
+    """Mapped fields a value adds under a dynamic object: every key's dotted segments, nested objects too."""
+    if isinstance(value, dict):
+        return sum(1 + k.count(".") + count_fields(v) for k, v in value.items())
+    if isinstance(value, list):
+        return sum(count_fields(v) for v in value)
+    return 0
+
+
+def test_one_json_line_cannot_spend_the_field_budget(log_site):
+    wide = {"timestamp": "2026-11-26T05:30:00Z", "level": "error", "message": "wide", "zz_build": "x",
+            **{f"k{i:04d}": i for i in range(1500)}, "build_id": "b-5", "outcome": "failure"}
+    nested = {"level": "info", "message": "deep", "a": {f"n{i}": {"x": 1, "y.z": 2} for i in range(100)},
+              "b": [{"c": 1}, {"d": 2}], "small": 1}
+    few = {"level": "info", "message": "few", **{f"f{i}": i for i in range(20)}}
+    outs = simulate(log_site, "autobuild", [line(json.dumps(d)) for d in (wide, nested, few)])
+    capped, deep, ordinary = outs
+    for out, original in ((capped, wide), (deep, nested)):
+        assert count_fields(out["asci"].get("fields", {})) <= 64, out["asci"]
+        assert "asci_fields_capped" in out["tags"] and out["asci"]["fields_dropped"] > 0
+        assert json.loads(out["event"]["original"]) == original  # nothing lost: the line is kept unparsed
+        assert out["log"]["level"] == original["level"] and out["message"] == original["message"]
+    # Fields the source pipeline lifts are kept first (2 of the 64), then the rest in name order.
+    assert capped["build"] == {"id": "b-5", "outcome": "failure"}
+    assert set(capped["asci"]["fields"]) == {f"k{i:04d}" for i in range(62)}
+    assert capped["asci"]["fields_dropped"] == 1500 + 1 - 62
+    assert deep["asci"]["fields"] == {"b": [{"c": 1}, {"d": 2}], "small": 1}
+    assert ordinary["asci"]["fields"] == {f"f{i}": i for i in range(20)} and "tags" not in ordinary
+    registry_wide = {"level": "info", "msg": "wide", **{f"r.{i:04d}": i for i in range(200)}}
+    (registry,) = simulate(log_site, "registry", [line(json.dumps(registry_wide))])
+    assert len(registry["asci"]["fields"]) == 64 and registry["asci"]["fields_dropped"] == 200 - 64
+    assert "asci_fields_capped" in registry["tags"] and json.loads(registry["event"]["original"]) == registry_wide

@@ -145,3 +145,39 @@ def test_kibana_objects_use_only_template_fields_and_resolve_their_references():
     for topic in ("errors by component", "builds by outcome", "sessions by environment and user",
                   "failed logins by source address"):
         assert topic in titles
+
+
+def steps(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(kind, spec) for p in body["processors"] for kind, spec in p.items()]
+
+
+def test_colour_codes_are_stripped_before_any_pipeline_reads_the_message():
+    # Whatever parses or searches the message (grok, json) comes after the ANSI strip: in the same
+    # pipeline, or in one it always calls first. Pipelines come helpers first, so callees are known.
+    stripping: set[str] = set()
+    for pid, body in load_assets().pipelines.items():
+        stripped = False
+        for kind, spec in steps(body):
+            if kind == "gsub" and spec.get("tag") == "strip-ansi":
+                assert spec["field"] == "message", pid
+                stripped = True
+            elif kind == "pipeline" and "if" not in spec and spec["name"] in stripping:
+                stripped = True
+            elif kind in ("grok", "json") and spec.get("field") == "message":
+                assert stripped, f"{pid}: {kind} {spec.get('tag')} reads the message before colour codes are stripped"
+        if stripped:
+            stripping.add(pid)
+
+
+def test_a_date_step_fails_alone_and_comes_after_the_level():
+    for pid, body in load_assets().pipelines.items():
+        seen_level = False
+        for kind, spec in steps(body):
+            if kind == "pipeline" and spec["name"].endswith("-level"):
+                seen_level = True
+            if kind == "date":
+                handler = spec.get("on_failure") or []
+                assert handler and handler[0]["append"]["value"] == ["asci_parse_failure"], pid
+                assert {"set": {"field": "error.pipeline", "value": pid}} in handler, pid
+                calls_level = any(k == "pipeline" and s["name"].endswith("-level") for k, s in steps(body))
+                assert seen_level or not calls_level, f"{pid}: {spec.get('tag')} comes before the level"
