@@ -1,4 +1,5 @@
-"""`asci builds list | show ID | log ID [-f] | retry ID | graph`, through the running service's API."""
+"""`asci builds list | show ID | log ID [-f] | retry ID | graph`, through the running service's API;
+`asci images` (autobuild/images_cli.py) is registered here too."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ import sys
 import requests
 
 from asci_core.errors import AsciError
+from autobuild import images_cli
 
 
 def build_id(text: str) -> int:
@@ -43,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "a tag the registry holds as another image")
     p.set_defaults(func=cmd_retry)
     actions.add_parser("graph", help="which image is built FROM which").set_defaults(func=cmd_graph)
+    # `asci images`: the same builder, for the folders under images/.
+    images_cli.register(sub)
 
 
 class ApiError(AsciError):

@@ -21,25 +21,18 @@ from urllib.parse import quote
 import docker
 import docker.errors
 import git
-import requests.exceptions
 
 from asci_core.stack.docker_engine import docker_client
+from autobuild import builder
 from autobuild.buildlog import BuildLog
 from autobuild.errors import BuildError, TransientError
-from autobuild.inheritance import FromLine, parse_from_lines, split_reference
+from autobuild.inheritance import FromLine, parse_from_lines
 from autobuild.settings import BitbucketHostSettings, RepositorySettings
 from autobuild.store import Build
 from registry.client import RegistryClient
 from registry.errors import NotFound, RegistryError, RegistryUnavailable
 from registry.semver import highest_release
 from registry.service import RegistryAccess
-
-# Engine and network trouble that goes away by itself.
-_TRANSIENT_TEXT = re.compile(
-    r"connection refused|connection reset|i/o timeout|timeout|timed out|EOF|no such host|temporary failure"
-    r"|service unavailable|50[0-4]|too many requests|broken pipe|could not resolve host|unable to access"
-    r"|cannot connect to the docker daemon", re.IGNORECASE)
-_AUTH_TEXT = re.compile(r"unauthorized|authentication required|no basic auth credentials|denied", re.IGNORECASE)
 
 
 @dataclass
@@ -244,41 +237,12 @@ class Pipeline:
             "org.opencontainers.image.created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "asci.build.id": str(build.id),
         }
-        log.write(f"building {ref}")
-        try:
-            inside = dockerfile.is_relative_to(context)
-            stream = client.api.build(path=str(context),
-                                      dockerfile=str(dockerfile.relative_to(context) if inside else dockerfile),
-                                      tag=ref, labels=labels, buildargs=args, rm=True, forcerm=True, decode=True)
-            for line in stream:
-                if "stream" in line:
-                    log.write_raw(line["stream"])
-                elif "status" in line:
-                    log.write(line["status"])
-                if "error" in line:
-                    message = line["error"].strip()
-                    if _TRANSIENT_TEXT.search(message) and "returned a non-zero code" not in message:
-                        raise TransientError("build", message)
-                    raise BuildError("build", message)
-        except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
-            raise TransientError("build", f"Docker Engine: {exc}") from None
+        builder.build_image(client, context=context, dockerfile=dockerfile, ref=ref, build_args=args,
+                            labels=labels, log=log)
         return parents
 
     def _fetch_parents(self, client: docker.DockerClient, parents: list[FromLine], log: BuildLog) -> None:
-        """Base images from our registry are pulled with our credentials; others must already be local."""
-        for parent in parents:
-            name, tag = split_reference(parent.image)
-            if not name.startswith(f"{self.access.address}/"):
-                continue
-            try:
-                client.images.pull(name, tag=tag, auth_config=self.access.auth_config())
-                log.write(f"pulled base {name}:{tag}")
-            except docker.errors.NotFound:
-                raise BuildError("build", f"base image {name}:{tag} is not in the registry") from None
-            except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
-                if _TRANSIENT_TEXT.search(str(exc)):
-                    raise TransientError("build", f"pulling base {name}:{tag}: {exc}") from None
-                raise BuildError("build", f"pulling base {name}:{tag}: {exc}") from None
+        builder.pull_bases(client, parents, self.access, log)
 
     def _guard_release(self, client: docker.DockerClient, registry: RegistryClient, repo: RepositorySettings,
                        build: Build, ref: str, log: BuildLog) -> None:
@@ -310,38 +274,10 @@ class Pipeline:
                                  "(immutable_tags: false on the repository allows it)")
 
     def _push(self, client: docker.DockerClient, image: str, tag: str, log: BuildLog) -> str:
-        digest = None
-        try:
-            for line in client.api.push(image, tag=tag, stream=True, decode=True,
-                                        auth_config=self.access.auth_config()):
-                # The engine reports push failures inside the stream, never as an exception.
-                if "error" in line:
-                    message = line["error"].strip()
-                    if _AUTH_TEXT.search(message):
-                        raise BuildError("push", f"the registry refused our credentials: {message}")
-                    raise TransientError("push", message)
-                if "aux" in line and "Digest" in line["aux"]:
-                    digest = line["aux"]["Digest"]
-                elif "status" in line and "id" not in line:
-                    log.write(line["status"])
-        except (docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
-            raise TransientError("push", f"Docker Engine: {exc}") from None
-        if digest is None:
-            raise TransientError("push", "the engine reported no digest for the push")
-        log.write(f"pushed {image}:{tag} as {digest}")
-        return digest
+        return builder.push_image(client, image, tag, self.access, log)
 
     def _verify(self, registry: RegistryClient, repository: str, tag: str, digest: str) -> None:
-        try:
-            stored = registry.manifest_digest(repository, tag)
-        except RegistryUnavailable as exc:
-            raise TransientError("verify", f"registry unavailable: {exc}") from None
-        except NotFound:
-            raise TransientError("verify", f"the registry does not list {repository}:{tag} after the push") from None
-        except RegistryError as exc:
-            raise BuildError("verify", f"registry: {exc}") from None
-        if stored != digest:
-            raise BuildError("verify", f"registry holds {stored} for {repository}:{tag}, not the pushed {digest}")
+        builder.verify_digest(registry, repository, tag, digest)
 
     def _move_latest(self, client: docker.DockerClient, registry: RegistryClient, image: str, repository: str,
                      build: Build, digest: str, log: BuildLog) -> bool:

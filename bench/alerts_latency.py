@@ -43,6 +43,7 @@ from asci_logging.search_client import SearchAccess  # noqa: E402
 from tests.integration.alerts_support import jsonlog_line  # noqa: E402
 from tests.integration.autobuild_support import SlackReceiver  # noqa: E402
 from tests.integration.logging_support import ASCI, LogSite  # noqa: E402
+from asci_core.stack.docker_engine import docker_client
 
 BENCH_LABEL = {"asci.bench": "alerts-latency"}
 
@@ -60,7 +61,7 @@ def write_config(work: Path, prefix: str, writeback: str, webhook: str, names: l
 
 def measure_latency(samples: int, url: str) -> list[float]:
     config = load_config()
-    client = docker.DockerClient(base_url=f"unix://{config.stack.docker.socket}", timeout=120)
+    client = docker_client(config.stack.docker.socket, timeout=120)
     token = uuid.uuid4().hex[:8]
     site = LogSite(f"asci-bench-alerts-{token}", url)
     site.install()

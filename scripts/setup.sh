@@ -13,6 +13,10 @@ APT_PACKAGES=(
   wrk                                # load generator of bench/autobuild_intake.py
   rsyslog rsyslog-elasticsearch      # the side-by-side contender of bench/logging_throughput.py
   pkg-config gcc python3-dev python3-venv   # systemd-python compiles against libsystemd
+  slapd ldap-utils                   # the test suite's own LDAP directory (tests/support/slapd.py)
+  novnc python3-websockify websockify  # the browser viewer served under /novnc/; websockify for bench/
+  tigervnc-standalone-server tigervnc-tools  # a host Xvnc (and vncpasswd) the proxy tests relay to
+  chromium chromium-driver           # the browser test; installed with the pinned libsystemd-dev below
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

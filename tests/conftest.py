@@ -72,3 +72,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ldap_server():
+    """A real slapd on loopback with posix users and groups (tests/support/slapd.py), for the whole run."""
+    from tests.support.slapd import LdapUser, start_slapd
+
+    server = start_slapd([LdapUser("lena", 6001, 6001, "lena-pass-1", ("i03",)),
+                          LdapUser("mark", 6002, 6002, "mark-pass-2", ("i04",)),
+                          LdapUser("omar", 6003, 6003, "omar-pass-3", ("i03", "i04"))])
+    yield server
+    server.stop()

@@ -20,6 +20,7 @@ import requests.exceptions
 
 from .inventory import Capacity, detect_local_gpus
 from .settings import NodeSettings
+from asci_core.stack.docker_engine import docker_client
 
 T = TypeVar("T")
 LOCAL_NODE = "local"
@@ -128,4 +129,4 @@ def make_client(settings: NodeSettings, timeout: float) -> docker.DockerClient:
         tls = docker.tls.TLSConfig(client_cert=(str(settings.tls.client_cert), str(settings.tls.client_key)),
                                    ca_cert=str(settings.tls.ca_cert), verify=True)
     # An explicit API version: "auto" would cost a round trip per client and fail construction on a dead node.
-    return docker.DockerClient(base_url=settings.url, timeout=timeout, tls=tls, version="1.41")
+    return docker_client(settings.url, timeout=timeout, tls=tls, version="1.41")

@@ -29,7 +29,7 @@ def config_hash(svc: ServiceSettings) -> str:
     shape = {"command": svc.command, "ports": [(p.container, p.host, p.host_ip) for p in svc.ports],
              "env": svc.env, "secrets": {s.name: hashlib.sha256(s.value.reveal().encode()).hexdigest() for s in svc.secrets},
              "mounts": [(m.source, m.target, m.read_only) for m in svc.mounts], "repository": svc.repository,
-             "init": svc.init}
+             "init": svc.init, "group_add": svc.group_add}
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -74,6 +74,7 @@ def create(client: Any, svc: ServiceSettings, image: str, tag: str, digest: str 
     return client.containers.create(image, command=svc.command or None, name=name, labels=labels,
                                     environment=dict(svc.env), volumes=volumes, ports=ports,
                                     log_config=logging.log_config, init=svc.init,
+                                    group_add=list(svc.group_add) or None,
                                     restart_policy={"Name": "no"} if candidate else {"Name": "unless-stopped"})
 
 

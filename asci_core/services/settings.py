@@ -66,6 +66,8 @@ class ServiceSettings:
     secrets: list[SecretFileSettings] = setting(default_factory=list,
                                                 help="secrets as read-only files under /run/secrets/")
     mounts: list[ServiceMountSettings] = setting(default_factory=list, help="host paths or volumes")
+    group_add: list[str] = setting(default_factory=list,
+                                   help="extra groups (names or ids) of the process, e.g. the Docker socket's gid")
     init: bool = setting(True, help="run under the engine's init (docker-init): SIGTERM reaches the process even "
                                     "when it ignores signals as PID 1, so a retired container stops at once")
     node: str = setting("local", help="node from launcher.nodes that runs it (default: the local engine)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from typing import Iterator
+from typing import Any, Iterator
 
 import docker
 import docker.errors
@@ -13,12 +13,16 @@ import requests.exceptions
 from asci_core.stack.part import Part, Probe, Started, StartError
 
 
-def docker_client(socket: str | os.PathLike[str], timeout: int = 120, version: str | None = None) -> docker.DockerClient:
-    """The one factory of Docker clients: the engine behind SOCKET (the caller closes the client).
+def docker_client(address: str | os.PathLike[str], timeout: float = 120, version: str | None = None,
+                  tls: Any = False) -> docker.DockerClient:
+    """The one factory of Docker clients (the caller closes the client).
 
-    VERSION, when known, spares the client its API-version round trip (hot paths pass it back).
+    ADDRESS is a socket path or an engine URL (unix://, tcp://). VERSION, when known, spares the
+    client its API-version round trip, which also fails construction against a dead engine.
     """
-    return docker.DockerClient(base_url=f"unix://{socket}", timeout=timeout, version=version)
+    text = os.fspath(address)
+    url = text if "://" in text else f"unix://{text}"
+    return docker.DockerClient(base_url=url, timeout=timeout, version=version, tls=tls)
 
 
 @contextlib.contextmanager

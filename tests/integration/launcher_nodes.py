@@ -29,6 +29,7 @@ from typing import Iterator
 import docker
 import docker.errors
 import requests.exceptions
+from asci_core.stack.docker_engine import docker_client
 
 ROOT = Path("/var/tmp/asci-test-nodes")
 SUBSYSTEMS = Path("/sys/fs/cgroup")
@@ -62,7 +63,7 @@ class EngineNode:
         return f"unix://{self.socket}"
 
     def client(self, timeout: float = 60.0) -> docker.DockerClient:
-        return docker.DockerClient(base_url=self.url, timeout=timeout, version="1.41")
+        return docker_client(self.url, timeout=timeout, version="1.41")
 
     # --- making it stop answering ---------------------------------------
 

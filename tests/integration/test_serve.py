@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,9 +16,15 @@ from tests.conftest import free_port
 ASCI = str(Path(sys.executable).with_name("asci"))
 
 
-def test_serve_answers_and_shuts_down_on_sigterm():
+def own_state(tmp_path: Path) -> dict[str, str]:
+    # On the embedded defaults `asci serve` creates a first-run user (asci_core/web): not in the shared state dir.
+    return {**os.environ, "ASCI_STATE_DIR": str(tmp_path)}
+
+
+def test_serve_answers_and_shuts_down_on_sigterm(tmp_path):
     port = free_port()
-    proc = subprocess.Popen([ASCI, "serve", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([ASCI, "serve", "--port", str(port)], stdout=subprocess.PIPE, text=True,
+                            env=own_state(tmp_path))
     try:
         startup = []
         while not startup or startup[-1]["message"] != "listening":
@@ -41,14 +48,15 @@ def test_serve_answers_and_shuts_down_on_sigterm():
         proc.stdout.close()
 
 
-def test_serve_refuses_a_port_in_use_with_a_clear_error():
+def test_serve_refuses_a_port_in_use_with_a_clear_error(tmp_path):
     import socket
 
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        result = subprocess.run([ASCI, "serve", "--port", str(port)], capture_output=True, text=True, timeout=30)
+        result = subprocess.run([ASCI, "serve", "--port", str(port)], capture_output=True, text=True, timeout=30,
+                                env=own_state(tmp_path))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

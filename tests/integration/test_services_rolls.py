@@ -38,7 +38,7 @@ def dockerfile(stack, version: str, healthy: bool = True, healthy_after: int = 0
 def service(name: str, port: int, follow: str) -> dict:
     return {"name": name, "repository": IMAGE, "tag": "v1.0.0", "follow": follow,
             "ports": [{"container": 8080, "host": port, "host_ip": "127.0.0.1"}],
-            "env": {"GREETING": "hello"}, "secrets": [{"name": "token", "value": "not-in-inspect"}],
+            "env": {"GREETING": "hello"}, "group_add": ["4242"], "secrets": [{"name": "token", "value": "not-in-inspect"}],
             "health": {"http_path": "/healthz", "interval": 0.3, "timeout": 2, "wait": 8}}
 
 
@@ -119,6 +119,7 @@ def test_deploy_status_and_labels(env, stack, docker_client):
     assert container.labels["asci.component"] == WEB and container.labels["asci.service-tag"] == "v1.0.0"
     assert container.labels["asci.service-digest"] == build["digest"]
     assert container.attrs["HostConfig"]["LogConfig"]["Type"] == "journald"
+    assert container.attrs["HostConfig"]["GroupAdd"] == ["4242"] and container.attrs["HostConfig"]["Init"] is True
     assert "not-in-inspect" not in json.dumps(container.attrs)
     assert container.exec_run(["cat", "/run/secrets/token"]).output == b"not-in-inspect"
     secret = env["root"] / "services" / WEB / "secrets" / "token"
