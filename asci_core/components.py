@@ -43,6 +43,7 @@ COMPONENT_MODULES: tuple[str, ...] = (
     "asci_core.launcher.component",
     "alerts.component",
     "asci_core.web.component",
+    "asci_core.services.component",
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Callable
 
 from asci_core.config import Config
 from asci_core.jsonlog import get_logger
@@ -52,6 +53,8 @@ class Autobuild:
         self._finished = asyncio.Event()
         self._workers: list[asyncio.Task] = []
         self._stopping = False
+        # Called on the event loop as listener(build, image, digest) after a build succeeded; must not block.
+        self.on_build_succeeded: list[Callable[[Build, str, str], None]] = []
 
     def log_path(self, build_id: int) -> Path:
         return self.workdir / "logs" / f"{build_id}.log"
@@ -162,6 +165,11 @@ class Autobuild:
                      outcome="success", image=image, commit=build.commit_sha, digest=result.digest,
                      duration_s=round(time.time() - build.started_at, 3), trigger=build.trigger)
             self.slack.build_succeeded(build, result.digest, image)
+            for listener in self.on_build_succeeded:
+                try:
+                    listener(build, image, result.digest)
+                except Exception as exc:  # a listener's bug must not fail a finished build
+                    log.error("build listener failed", build_id=build.id, exc_info=exc)
             if build.trigger != "rebuild":
                 await self._queue_children(build, blog)
         finally:

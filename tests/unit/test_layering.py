@@ -70,7 +70,8 @@ def test_components_take_secret_from_config_base():
 def test_every_component_module_is_registered_and_light():
     from asci_core.components import COMPONENT_MODULES, components
 
-    assert [c.name for c in components()] == ["autobuild", "registry", "logging", "launcher", "alerts", "web"]
+    assert [c.name for c in components()] == ["autobuild", "registry", "logging", "launcher", "alerts", "web",
+                                              "services"]
     for module in COMPONENT_MODULES:
         path = ROOT / (module.replace("asci_logging", "logging/asci_logging").replace(".", "/") + ".py")
         top_level = {m for n in ast.parse(path.read_text()).body if isinstance(n, (ast.Import, ast.ImportFrom))

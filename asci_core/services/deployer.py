@@ -1,0 +1,324 @@
+"""Deploy, roll forward, roll back: the running containers of each service made to match its config.
+
+A roll (see README, Services) for `start-first`:
+  1. the new version starts as a *candidate* without published ports and must pass its health check
+     while the old container keeps serving — a failing tag never interrupts the service;
+  2. with ports published, the old container stops and the new one starts on the same host ports and
+     must pass again (a gap of one container start); without published ports both run at once and the
+     gap is zero;
+  3. the old container is removed. Any failure restores the old container and marks the tag bad.
+`stop-first` stops the old container first (services that cannot run twice) and restores it on failure.
+
+Every roll is written as `running` before anything changes; at start (`reconcile`) a roll found
+`running` was cut short by a restart and is undone: the recorded version is the one left running.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import docker.errors
+
+from asci_core.errors import AsciError, UsageError
+from asci_core.jsonlog import get_logger
+from asci_core.launcher.nodes import NodePool, default_nodes
+
+from . import containers as ctr
+from .notify import post_failed_roll
+from .policy import allowed, next_tag
+from .settings import ServiceSettings
+from .store import FAILED, INTERRUPTED, ROLLED_BACK, SUCCEEDED, Roll, ServiceStore
+
+log = get_logger("services")
+
+
+# Rolls nobody watches: their failures go to Slack.
+AUTOMATIC = ("autobuild", "registry")
+
+
+class RollFailed(AsciError):
+    pass
+
+
+@dataclass(frozen=True)
+class Status:
+    service: str
+    node: str
+    image: str
+    tag: str | None
+    digest: str | None
+    health: str
+    since: float | None
+
+
+def workdir_of(config: Any) -> Path:
+    return config.services.workdir or config.stack.state_dir / "services"
+
+
+class Services:
+    def __init__(self, config: Any, notify: Callable[..., None] = post_failed_roll):
+        from registry.service import registry_access
+
+        self.config = config
+        self.settings = config.services
+        self.workdir = workdir_of(config)
+        nodes = default_nodes(config.launcher.nodes, str(config.stack.docker.socket))
+        unknown = [f"{s.name} ({s.node})" for s in self.settings.definitions if s.node not in {n.name for n in nodes}]
+        if unknown:
+            raise UsageError(f"services on nodes not in launcher.nodes: {', '.join(unknown)} "
+                             f"(known: {', '.join(sorted(n.name for n in nodes))})")
+        self.pool = NodePool(nodes, timeout=config.launcher.engine_timeout)
+        self.store = ServiceStore(self.workdir / "services.db")
+        self.access = registry_access(config)
+        self._notify = notify
+        self._locks: dict[str, threading.Lock] = {s.name: threading.Lock() for s in self.settings.definitions}
+
+    @contextlib.contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        """One roll of a service at a time: across threads, and across `asci serve` and `asci services`."""
+        path = self.workdir / f"{name}.lock"
+        with self._locks[name], open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.store.close()
+
+    # --- lookups ------------------------------------------------------------------
+
+    def service(self, name: str) -> ServiceSettings:
+        svc = self.settings.get(name)
+        if svc is None:
+            raise UsageError(f"no service named {name!r} in services.definitions")
+        return svc
+
+    def image(self, svc: ServiceSettings, tag: str) -> str:
+        return f"{self.access.address}/{svc.repository}:{tag}"
+
+    def _engine(self, svc: ServiceSettings, fn: Callable[[Any], Any]) -> Any:
+        return self.pool.call(svc.node, fn)
+
+    def _containers(self, client: Any, svc: ServiceSettings) -> list[Any]:
+        return client.containers.list(all=True, filters={"label": f"{ctr.SERVICE_LABEL}={svc.name}"})
+
+    # --- reconcile ----------------------------------------------------------------
+
+    def deploy(self, name: str | None = None, trigger: str = "deploy") -> list[str]:
+        """Make each service (or NAME) run its recorded version with its current config; one line per service."""
+        names = [name] if name else [s.name for s in self.settings.definitions]
+        return [self.reconcile(self.service(n), trigger) for n in names]
+
+    def reconcile(self, svc: ServiceSettings, trigger: str = "deploy") -> str:
+        with self._lock(svc.name):
+            interrupted = self.store.running_rolls(svc.name)
+            current = self.store.current(svc.name)
+            want = svc.tag if svc.follow == "pinned" or current is None else current.tag
+            exact = ctr.container_name(svc, want)
+
+            def tidy(client: Any) -> bool:
+                """Leave one container of the recorded version (the exact one wanted, if it exists), running."""
+                found = self._containers(client, svc)
+                serving = [c for c in found if c.labels.get(ctr.ROLE_LABEL) == "serving"
+                           and current is not None and c.labels.get(ctr.TAG_LABEL) == current.tag]
+                keep = next((c for c in serving if c.name == exact), serving[0] if serving else None)
+                for c in found:  # first remove, then start: a half-finished roll may hold the host ports
+                    if c is not keep:
+                        c.remove(force=True)
+                if keep is not None and keep.status != "running":
+                    keep.start()
+                    problem = ctr.wait_healthy(keep, svc)
+                    if problem:
+                        log.error("the recorded version is not healthy after its restart", service=svc.name,
+                                  tag=keep.labels.get(ctr.TAG_LABEL), problem=problem)
+                return keep is not None and keep.name == exact
+
+            kept_exact = self._engine(svc, tidy)
+            for roll in interrupted:
+                # Undone above; a following service takes the tag again at its next check.
+                self.store.end_roll(roll.id, INTERRUPTED, reason="asci serve stopped during the roll; undone")
+                log.warning("undid a roll interrupted by a restart", service=svc.name, to_tag=roll.to_tag)
+            if kept_exact and current is not None and current.tag == want:
+                return f"{svc.name}: {want} running (unchanged)"
+            self._roll_locked(svc, current.tag if current else None, want, trigger)
+            return f"{svc.name}: {want} deployed"
+
+    # --- rolls ----------------------------------------------------------------------
+
+    def roll_to(self, svc: ServiceSettings, tag: str, trigger: str) -> str:
+        with self._lock(svc.name):
+            current = self.store.current(svc.name)
+            return self._roll_locked(svc, current.tag if current else None, tag, trigger)
+
+    def _roll_locked(self, svc: ServiceSettings, from_tag: str | None, to_tag: str, trigger: str) -> str:
+        roll_id = self.store.begin_roll(svc.name, from_tag, to_tag, trigger)
+        started = time.monotonic()
+        log.info("roll started", service=svc.name, from_tag=from_tag, to_tag=to_tag, trigger=trigger)
+        try:
+            digest = self._engine(svc, lambda client: self._replace(client, svc, from_tag, to_tag))
+        except RollFailed as exc:
+            self.store.end_roll(roll_id, FAILED, reason=str(exc))
+            if trigger != "deploy" or from_tag is not None:
+                self.store.mark_bad(svc.name, to_tag, str(exc))
+            log.error("roll failed", service=svc.name, to_tag=to_tag, reason=str(exc))
+            if trigger in AUTOMATIC:  # by hand, the person at the terminal sees the one-line error
+                self._notify(self.config.slack.webhook_url, svc.name, from_tag, to_tag, str(exc))
+            raise
+        except BaseException as exc:
+            self.store.end_roll(roll_id, FAILED, reason=f"{type(exc).__name__}: {exc}"[:300])
+            raise
+        self.store.set_current(svc.name, to_tag, digest)
+        self.store.end_roll(roll_id, SUCCEEDED, digest=digest)
+        log.info("roll finished", service=svc.name, to_tag=to_tag, digest=digest,
+                 duration_s=round(time.monotonic() - started, 3))
+        return digest
+
+    def _pull(self, client: Any, svc: ServiceSettings, tag: str) -> str:
+        ref = self.image(svc, tag)
+        try:
+            image = client.images.pull(ref, auth_config=self.access.auth_config())
+        except docker.errors.APIError as exc:
+            raise RollFailed(f"cannot pull {ref}: {exc.explanation or exc}"[:300]) from None
+        digests = [d.split("@", 1)[1] for d in image.attrs.get("RepoDigests", []) if "@" in d]
+        return digests[0] if digests else image.id
+
+    def _replace(self, client: Any, svc: ServiceSettings, from_tag: str | None, to_tag: str) -> str:
+        digest = self._pull(client, svc, to_tag)
+        image = self.image(svc, to_tag)
+        old = [c for c in self._containers(client, svc)
+               if c.labels.get(ctr.ROLE_LABEL) == "serving" and c.name != ctr.container_name(svc, to_tag)]
+        if svc.replace == "start-first":
+            self._trial(client, svc, image, to_tag, digest)
+            if not svc.ports:  # no host port to share: both run at once, the gap is zero
+                self._start(client, svc, image, to_tag, digest)
+                for c in old:
+                    c.remove(force=True)
+                return digest
+        # Created before the old one stops (creating binds no port): the gap is only stop + start.
+        new = ctr.create(client, svc, image, to_tag, digest, self.workdir, candidate=False)
+        for c in old:
+            c.stop(timeout=self.settings.stop_timeout)
+        try:
+            self._run_checked(new, svc)
+        except RollFailed:
+            for c in old:
+                c.start()
+            raise
+        for c in old:
+            c.remove(force=True)
+        return digest
+
+    def _trial(self, client: Any, svc: ServiceSettings, image: str, tag: str, digest: str) -> None:
+        """The new version proves healthy beside the serving one, publishing nothing."""
+        candidate = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=True)
+        try:
+            candidate.start()
+            problem = ctr.wait_healthy(candidate, svc)
+        finally:
+            candidate.remove(force=True)
+        if problem:
+            raise RollFailed(problem)
+
+    def _start(self, client: Any, svc: ServiceSettings, image: str, tag: str, digest: str) -> Any:
+        new = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=False)
+        return self._run_checked(new, svc)
+
+    def _run_checked(self, new: Any, svc: ServiceSettings) -> Any:
+        try:
+            new.start()
+            problem = ctr.wait_healthy(new, svc)
+        except docker.errors.APIError as exc:
+            problem = f"cannot start: {exc.explanation or exc}"[:300]
+        if problem:
+            new.remove(force=True)
+            raise RollFailed(problem)
+        return new
+
+    # --- rolling forward ---------------------------------------------------------------
+
+    def offer(self, svc: ServiceSettings, tag: str, trigger: str) -> str | None:
+        """Roll SVC to TAG when its policy takes it: newer, in range, not marked bad. Returns the digest."""
+        with self._lock(svc.name):
+            current = self.store.current(svc.name)
+            if current is None or tag in self.store.bad_tags(svc.name) or not allowed(svc.follow, current.tag, tag):
+                return None
+            try:
+                return self._roll_locked(svc, current.tag, tag, trigger)
+            except RollFailed:
+                return None
+
+    def built(self, image: str, tag: str) -> None:
+        """Autobuild finished IMAGE:TAG (IMAGE = registry address/repository)."""
+        for svc in self.settings.definitions:
+            if f"{self.access.address}/{svc.repository}" == image:
+                self.offer(svc, tag, trigger="autobuild")
+
+    def check_registry(self) -> None:
+        """Tags pushed by others: each following service takes the highest one its policy allows."""
+        from registry.client import RegistryClient
+
+        client = RegistryClient(self.access)
+        for svc in self.settings.definitions:
+            current = self.store.current(svc.name)
+            if svc.follow == "pinned" or current is None:
+                continue
+            try:
+                tags = client.tags(svc.repository)
+            except AsciError as exc:
+                log.warning("registry check failed", service=svc.name, error=str(exc)[:200])
+                continue
+            tag = next_tag(svc.follow, current.tag, tags, self.store.bad_tags(svc.name))
+            if tag is not None:
+                self.offer(svc, tag, trigger="registry")
+
+    # --- manual --------------------------------------------------------------------------
+
+    def rollback(self, name: str) -> str:
+        """Back to the version before the current one; the current tag is marked bad so it is not taken again."""
+        svc = self.service(name)
+        with self._lock(svc.name):
+            current = self.store.current(svc.name)
+            previous = next((r.from_tag for r in self.store.history(svc.name, 500)
+                             if r.result == SUCCEEDED and r.to_tag == (current.tag if current else None)
+                             and r.from_tag and r.from_tag != r.to_tag), None)
+            if current is None or previous is None:
+                raise UsageError(f"service {name} has no earlier version to roll back to")
+            self.store.mark_bad(svc.name, current.tag, "rolled back by hand")
+            digest = self._roll_locked(svc, current.tag, previous, trigger="rollback")
+            last = self.store.history(svc.name, 1)[0]
+            self.store.end_roll(last.id, ROLLED_BACK, digest=digest)
+            return f"{name}: rolled back from {current.tag} to {previous}"
+
+    def history(self, name: str) -> list[Roll]:
+        return self.store.history(self.service(name).name)
+
+    def status(self) -> list[Status]:
+        found = []
+        for svc in self.settings.definitions:
+            current = self.store.current(svc.name)
+            want = ctr.container_name(svc, current.tag) if current else None
+
+            def look(client: Any) -> str:
+                for c in self._containers(client, svc):
+                    if c.name == want:
+                        if c.status != "running":
+                            return c.status
+                        return "healthy" if ctr.check_once(c, svc) is None else "unhealthy"
+                return "missing"
+
+            try:
+                health = self._engine(svc, look) if current else "not deployed"
+            except AsciError as exc:
+                health = f"unknown ({exc})"
+            found.append(Status(svc.name, svc.node, self.image(svc, current.tag if current else svc.tag),
+                                current.tag if current else None, current.digest if current else None,
+                                health, current.since if current else None))
+        return found

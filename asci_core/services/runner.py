@@ -1,0 +1,69 @@
+"""The services under `asci serve`: reconcile at start, then roll on autobuild's events and registry checks.
+
+Rolls run in worker threads (they wait on containers); one service rolls once at a time (the
+deployer's lock). Reconcile at start undoes a roll cut short by a restart, so exactly one version
+runs before new tags are considered.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from asci_core.errors import AsciError
+from asci_core.jsonlog import get_logger
+
+from .deployer import Services
+
+log = get_logger("services")
+SERVICES_KEY = web.AppKey("services", Services)
+
+
+def setup(app: web.Application, config: Any) -> None:
+    if not config.services.definitions:
+        return
+    services = Services(config)
+    app[SERVICES_KEY] = services
+    tasks: set[asyncio.Task] = set()
+
+    def spawn(coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def in_thread(what: str, fn: Any, *args: Any) -> None:
+        try:
+            await asyncio.to_thread(fn, *args)
+        except AsciError as exc:
+            log.error(f"services: {what} failed", error=exc.one_line())
+        except Exception as exc:  # a roll's bug must not stop the server or the next check
+            log.error(f"services: {what} failed", exc_info=exc)
+
+    def on_build_succeeded(build: Any, image: str, digest: str) -> None:
+        spawn(in_thread("roll after a build", services.built, image, build.tag))
+
+    # autobuild's in-process event; autobuild registers before services (COMPONENT_MODULES order).
+    from autobuild.http import AUTOBUILD_KEY
+
+    if AUTOBUILD_KEY in app:
+        app[AUTOBUILD_KEY].on_build_succeeded.append(on_build_succeeded)
+
+    async def periodic() -> None:
+        await in_thread("reconcile at start", services.deploy)
+        while True:
+            await asyncio.sleep(config.services.check_interval)  # the check's period, not a synchronisation
+            await in_thread("registry check", services.check_registry)
+
+    async def start(_: web.Application) -> None:
+        spawn(periodic())
+
+    async def stop(_: web.Application) -> None:
+        for task in list(tasks):
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=config.server.shutdown_timeout)
+        services.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
