@@ -68,3 +68,12 @@ def test_group_ids_come_from_the_groups_map_and_old_files_still_load(tmp_path: P
         path.write_text("users: []\n" + bad)
         with pytest.raises(DirectoryError, match=words):
             load_users(path)
+
+
+def test_pull_credentials_default_to_the_registrys_and_a_pull_only_account_replaces_them(tmp_path: Path):
+    from asci_core.launcher.sessions import pull_access
+    base = f"stack:\n  state_dir: {tmp_path}\n"
+    default = pull_access(parse_config(base))
+    assert default.address == "127.0.0.1:5000" and default.username is None  # no generated admin in this state dir
+    own = pull_access(parse_config(base + "launcher:\n  registry_username: puller\n  registry_password: p-secret\n"))
+    assert own.auth_config() == {"username": "puller", "password": "p-secret"} and own.address == default.address
