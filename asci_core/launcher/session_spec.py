@@ -73,6 +73,15 @@ def ensure_image(client: Any, reference: str, auth_config: dict[str, str] | None
         client.images.pull(repository, tag=tag, auth_config=auth_config)
 
 
+def home_of(user: Researcher) -> str:
+    return f"/home/{user.name}"
+
+
+def first_password_file(user: Researcher) -> str:
+    """Written by the desktop images' entry point as the last step before it drops root."""
+    return f"{home_of(user)}/.vnc/passwd"
+
+
 def identity_kwargs(env: EnvironmentSettings, user: Researcher) -> dict[str, Any]:
     """Who the session runs as. `account: engine`: the engine starts it as uid:gid, nothing ever
     runs as root. `account: image` (the desktop images): the entry point is root for the moment it
@@ -80,7 +89,7 @@ def identity_kwargs(env: EnvironmentSettings, user: Researcher) -> dict[str, Any
     the session as the user with an empty bounding set; so no engine init (it would stay root as
     PID 1), and `docker exec` into the session is done as the user too."""
     env_vars = {"ASCI_USER": user.name, "ASCI_UID": str(user.uid), "ASCI_GID": str(user.gid),
-                "ASCI_HOME": f"/home/{user.name}", "ASCI_ENVIRONMENT_TITLE": env.display_title}
+                "ASCI_HOME": home_of(user), "ASCI_ENVIRONMENT_TITLE": env.display_title}
     if env.account == "image":
         caps = sorted(set(IMAGE_ACCOUNT_CAPABILITIES) | set(env.capabilities))
         return dict(user=None, init=False, cap_add=caps, environment=env_vars)

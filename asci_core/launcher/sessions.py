@@ -29,10 +29,11 @@ from .inventory import (HOLDING_STATES, SESSION_LABEL, Capacity, Reservation, fr
 from .mount_templates import MountTemplateError
 from .nodes import NodeDown, NodePool, default_nodes
 from .placement import Demand, NodeLoad, NoNodeFits, Ratios, place
-from .session_spec import container_name, create_kwargs, ensure_image, ensure_session_network, render_mounts
+from .session_spec import (container_name, create_kwargs, ensure_image, ensure_session_network, first_password_file,
+                           render_mounts)
 from .settings import EnvironmentSettings, LauncherSettings, with_registry
 from .store import ACTIVE, LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
-from .vnc_password import new_password, set_password, wait_until_dropped
+from .vnc_password import new_password, set_password
 from .image_reference import resolve
 
 log = get_logger("launcher")
@@ -89,7 +90,7 @@ class Launcher:
         if settings.backend == "swarm":
             from .swarm import SwarmLauncher  # only a Swarm deployment needs it
             return SwarmLauncher(settings, SessionStore(workdir / "sessions.sqlite"), LocalUsersFile(users_file),
-                                 scope)
+                                 scope, registry=pull_access(config))
         nodes = default_nodes(settings.nodes, str(config.stack.docker.socket))
         return cls(settings, SessionStore(workdir / "sessions.sqlite"), LocalUsersFile(users_file),
                    NodePool(nodes, settings.engine_timeout), scope, registry=pull_access(config))
@@ -251,10 +252,11 @@ class Launcher:
 
         def run(client: Any) -> str:
             timeout = self.pool.timeout_for(record.node)
-            if who is not None:
-                wait_until_dropped(client, record.container_id, who.uid, timeout)
-            set_password(client, record.container_id, password, timeout,
-                         user=f"{who.uid}:{who.gid}" if who is not None else "")
+            if who is None:
+                set_password(client, record.container_id, password, timeout)
+            else:
+                set_password(client, record.container_id, password, timeout, user=f"{who.uid}:{who.gid}",
+                             after=first_password_file(who))
             attrs = client.api.inspect_container(record.container_id)
             network = (attrs["NetworkSettings"]["Networks"] or {}).get(self.settings.session_network) or {}
             return network.get("IPAddress", "")

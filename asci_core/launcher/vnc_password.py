@@ -24,24 +24,47 @@ def new_password() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
-def set_password(client: Any, container_id: str, password: str, timeout: float, user: str = "") -> None:
-    """USER ("uid:gid"): run the command as the session's user rather than the image's default."""
+# Exit code of the guard below while the image's entry point has not written its first password.
+NOT_YET = 75
+
+
+def set_password(client: Any, container_id: str, password: str, timeout: float, user: str = "",
+                 after: str | None = None) -> None:
+    """USER ("uid:gid"): run the command as the session's user rather than the image's default.
+    AFTER: a file the image's entry point writes last before it drops root (its own first
+    password); until it exists the command is not run, and is tried again within TIMEOUT — a
+    password set earlier would be overwritten by that first one."""
+    deadline = time.monotonic() + timeout
+    command = [PASSWORD_COMMAND] if after is None else [
+        "/bin/sh", "-c", f'test -s "$1" || exit {NOT_YET}; exec "$2"', "asci-connect", after, PASSWORD_COMMAND]
+    while True:
+        code = _run_once(client, container_id, command, password, timeout, user)
+        if code != NOT_YET or after is None:
+            break
+        if time.monotonic() > deadline:
+            raise StartFailed(f"the session did not finish its start-up within {timeout:g} s")
+        time.sleep(0.01)
+    if code != 0:
+        raise StartFailed(f"the session's password command {PASSWORD_COMMAND} failed (exit {code})")
+
+
+def _run_once(client: Any, container_id: str, command: list[str], password: str, timeout: float, user: str) -> int:
     api = client.api
-    exec_id = api.exec_create(container_id, [PASSWORD_COMMAND], stdin=True, stdout=True, stderr=True,
-                              user=user)["Id"]
+    exec_id = api.exec_create(container_id, command, stdin=True, stdout=True, stderr=True, user=user)["Id"]
     stream = api.exec_start(exec_id, socket=True)
     raw = getattr(stream, "_sock", stream)
     try:
         raw.settimeout(timeout)
-        raw.sendall(password.encode() + b"\n")
-        raw.shutdown(socket.SHUT_WR)
+        try:
+            raw.sendall(password.encode() + b"\n")
+            raw.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the guard exited before reading its input
         while raw.recv(65536):
             pass
     finally:
         raw.close()
-    code = _exit_code(api, exec_id, timeout)
-    if code != 0:
-        raise StartFailed(f"the session's password command {PASSWORD_COMMAND} failed (exit {code})")
+    return _exit_code(api, exec_id, timeout)
 
 
 def _exit_code(api: Any, exec_id: str, timeout: float) -> int | None:
@@ -52,22 +75,3 @@ def _exit_code(api: Any, exec_id: str, timeout: float) -> int | None:
         if not state.get("Running") or time.monotonic() > deadline:
             return state.get("ExitCode")
         time.sleep(0.01)
-
-
-def wait_until_dropped(client: Any, container_id: str, uid: int, timeout: float) -> None:
-    """Until the session's first process runs as UID: the image's entry point has created the
-    account, written its own first password and dropped root (a password set before would be
-    overwritten by that first one)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        attrs = client.api.inspect_container(container_id)
-        state = attrs.get("State") or {}
-        if not state.get("Running"):
-            raise StartFailed(f"the session ended during start-up (exit {state.get('ExitCode')})")
-        pid = str(state.get("Pid"))
-        rows = client.api.top(container_id, ps_args="-o pid,uid").get("Processes") or []
-        if any(row[0] == pid and row[1] == str(uid) for row in rows):
-            return
-        if time.monotonic() > deadline:
-            raise StartFailed(f"the session's entry point did not switch to uid {uid} within {timeout:g} s")
-        time.sleep(0.02)
