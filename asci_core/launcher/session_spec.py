@@ -11,6 +11,7 @@ exists under that name with inter-container traffic allowed is refused.
 """
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -92,7 +93,10 @@ def identity_kwargs(env: EnvironmentSettings, user: Researcher) -> dict[str, Any
                 "ASCI_HOME": home_of(user), "ASCI_ENVIRONMENT_TITLE": env.display_title}
     if env.account == "image":
         caps = sorted(set(IMAGE_ACCOUNT_CAPABILITIES) | set(env.capabilities))
-        return dict(user=None, init=False, cap_add=caps, environment=env_vars)
+        # The first one-time password arrives on the entry point's stdin (see hand_first_password).
+        env_vars["ASCI_VNC_PASSWORD_FILE"] = "/dev/stdin"
+        # stdin_open without detach is how the SDK asks for StdinOnce (closed after the first attach).
+        return dict(user=None, init=False, cap_add=caps, environment=env_vars, stdin_open=True, detach=False)
     # group_add holds only here: the image's entry point rebuilds the groups from its own /etc/group.
     return dict(user=f"{user.uid}:{user.gid}", init=True, cap_add=list(env.capabilities) or None,
                 environment=env_vars, group_add=[str(g) for g in user.group_ids] or None)
@@ -115,6 +119,7 @@ def create_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Reser
         pids_limit=env.pids_limit, shm_size=env.shm_bytes,
         security_opt=["no-new-privileges"], cap_drop=["ALL"], cap_add=identity["cap_add"],
         init=identity["init"], network=network,
+        stdin_open=identity.get("stdin_open", False), detach=identity.get("detach", True),
         mounts=[docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in mounts],
     )
     if reservation.gpu_ids:
@@ -124,3 +129,19 @@ def create_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Reser
         else:
             kwargs["devices"] = [f"/dev/dri/{i}:/dev/dri/{i}:rwm" for i in reservation.gpu_ids]
     return kwargs
+
+
+def start_with_first_password(client: Any, container: Any, password: str, timeout: float) -> None:
+    """Start CONTAINER (account: image) and hand its entry point the first one-time password on
+    stdin: never an argument, a variable, a file or a log line, and no `docker exec` on the way to
+    the first login. stdin_once: when we close, the entry point reads end of input."""
+    stream = client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
+    raw = getattr(stream, "_sock", stream)
+    try:
+        raw.settimeout(timeout)
+        container.start()
+        raw.sendall(password.encode() + b"\n")
+        raw.shutdown(socket.SHUT_WR)  # end of input for the entry point
+    finally:
+        stream.close()  # the wrapper holds the socket open too
+        raw.close()

@@ -30,7 +30,7 @@ from .mount_templates import MountTemplateError
 from .nodes import NodeDown, NodePool, default_nodes
 from .placement import Demand, NodeLoad, NoNodeFits, Ratios, place
 from .session_spec import (container_name, create_kwargs, ensure_image, ensure_session_network, first_password_file,
-                           render_mounts)
+                           render_mounts, start_with_first_password)
 from .settings import EnvironmentSettings, LauncherSettings, with_registry
 from .store import ACTIVE, LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
 from .vnc_password import new_password, set_password
@@ -81,6 +81,9 @@ class Launcher:
         self.ratios = Ratios(settings.cpu_overcommit, settings.memory_overcommit)
         self._admission = threading.Lock()
         self._inflight: set[str] = set()
+        # Passwords given to sessions at start and not yet handed to anyone: memory only, each handed
+        # out once by the first connect (a restarted launcher has none and sets a new one instead).
+        self._first_passwords: dict[str, str] = {}
 
     @classmethod
     def from_config(cls, config: Any, scope: Mapping[str, str] | None = None) -> "Launcher":
@@ -170,14 +173,18 @@ class Launcher:
             raise
         kwargs = create_kwargs(env, who, reservation, mounts, self.settings.session_network, self.scope, image)
         pull_auth = self.registry.auth_config() if self.registry is not None else None
+        first = new_password() if env.account == "image" else None
 
         def run(client: Any) -> str:
             ensure_session_network(client, self.settings.session_network)
             ensure_image(client, image, pull_auth)
             container = client.containers.create(**kwargs)
             try:
-                container.start()
-            except docker.errors.APIError:
+                if first is None:
+                    container.start()
+                else:
+                    start_with_first_password(client, container, first, self.pool.timeout_for(record.node))
+            except (docker.errors.APIError, OSError):
                 container.remove(force=True)
                 raise
             return container.id
@@ -195,6 +202,9 @@ class Launcher:
                 f"session for {env.name!r} could not start on {record.node}: {reason}") from None
         log.info("session started", session=record.id, user=who.name, environment=env.name, node=record.node,
                  container=container_id[:12])
+        if first is not None:
+            with self._admission:
+                self._first_passwords[record.id] = first
         return self.store.update(record.id, state=READY, container_id=container_id)
 
     # --- stop ------------------------------------------------------------
@@ -205,6 +215,8 @@ class Launcher:
         if record.state == STOPPED:
             return record
         self.store.update(record.id, state=STOPPING, reason=reason)
+        with self._admission:
+            self._first_passwords.pop(record.id, None)
         try:
             self.pool.call(self._engine_of(record), lambda c: self._remove(c, record))
         except NodeDown as exc:
@@ -245,14 +257,18 @@ class Launcher:
         record = self._owned(session_id, as_user)
         if record.state != READY:
             raise Conflict(f"session {record.id} is {record.state}, not ready")
-        password = new_password()
+        with self._admission:
+            first = self._first_passwords.pop(record.id, None)
+        password = first or new_password()
         env = self.settings.environment(record.environment)
         by_image = env is not None and env.account == "image"
         who = self._user(record.user) if by_image else None
 
         def run(client: Any) -> str:
             timeout = self.pool.timeout_for(record.node)
-            if who is None:
+            if first is not None:
+                pass  # the session started with it: nobody has seen it yet
+            elif who is None:
                 set_password(client, record.container_id, password, timeout)
             else:
                 set_password(client, record.container_id, password, timeout, user=f"{who.uid}:{who.gid}",

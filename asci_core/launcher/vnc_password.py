@@ -35,8 +35,10 @@ def set_password(client: Any, container_id: str, password: str, timeout: float, 
     password); until it exists the command is not run, and is tried again within TIMEOUT — a
     password set earlier would be overwritten by that first one."""
     deadline = time.monotonic() + timeout
+    # One exec that waits inside the session (10 ms steps, about 5 s) costs far less than an exec per try.
     command = [PASSWORD_COMMAND] if after is None else [
-        "/bin/sh", "-c", f'test -s "$1" || exit {NOT_YET}; exec "$2"', "asci-connect", after, PASSWORD_COMMAND]
+        "/bin/sh", "-c", 'i=0; while [ ! -s "$1" ]; do i=$((i+1)); [ "$i" -le 500 ] || exit %d; sleep 0.01; done; '
+                         'exec "$2"' % NOT_YET, "asci-connect", after, PASSWORD_COMMAND]
     while True:
         code = _run_once(client, container_id, command, password, timeout, user)
         if code != NOT_YET or after is None:

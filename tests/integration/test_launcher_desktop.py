@@ -41,15 +41,17 @@ def login(address: str, password: str) -> RfbClient:
     """A VNC login once Xvnc listens; AuthFailed when the password is refused."""
     deadline = time.monotonic() + 30
     while True:
-        client = RfbClient(address, timeout=10)
+        client = None
         try:
+            client = RfbClient(address, timeout=10)
             client.login(password)
             return client
         except AuthFailed:
             client.close()
             raise
         except OSError:
-            client.close()
+            if client is not None:
+                client.close()
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
@@ -93,15 +95,18 @@ def test_a_real_desktop_session_through_the_launcher(stack, docker_client, scope
         variables = dict(v.split("=", 1) for v in container.attrs["Config"]["Env"])
         assert (variables["ASCI_USER"], variables["ASCI_UID"], variables["ASCI_GID"], variables["ASCI_HOME"],
                 variables["ASCI_ENVIRONMENT_TITLE"]) == ("alice", "5001", "5001", "/home/alice", "Debian desktop")
+        # The first password went in on the entry point's stdin: nowhere in the container's record.
+        assert variables["ASCI_VNC_PASSWORD_FILE"] == "/dev/stdin"
 
         first = launcher.connect(record.id, as_user="alice")
+        assert first.password.reveal() not in str(docker_client.api.inspect_container(record.container_id))
         with login(first.address, first.password.reveal()) as viewer:
             assert viewer.name == "Debian desktop"
         # After start, every process of the session is the researcher's, PID 1 included.
         running = processes(docker_client, record.container_id)
         assert running and {uid for uid, _ in running} == {"5001"}, running
 
-        second = launcher.connect(record.id, as_user="alice")
+        second = launcher.connect(record.id, as_user="alice")  # through the image's password command
         assert second.password.reveal() != first.password.reveal()
         assert refused(second.address, first.password.reveal())
         assert drawn(second.address, second.password.reveal()) > 1
@@ -131,6 +136,9 @@ def test_a_real_desktop_session_through_the_api(stack, docker_client, scope, tmp
         second = api.call("POST", f"/sessions/{session['id']}/connect", token="alice").json()
         assert refused(second["address"], first["password"])
         login(second["address"], second["password"]).close()
+        third = api.call("POST", f"/sessions/{session['id']}/connect", token="alice").json()
+        assert refused(third["address"], second["password"])
+        login(third["address"], third["password"]).close()
         assert api.call("DELETE", f"/sessions/{session['id']}", token="alice").status_code == 200
     finally:
         api.stop()
