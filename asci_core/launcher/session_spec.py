@@ -93,7 +93,7 @@ def identity_kwargs(env: EnvironmentSettings, user: Researcher) -> dict[str, Any
                 "ASCI_HOME": home_of(user), "ASCI_ENVIRONMENT_TITLE": env.display_title}
     if env.account == "image":
         caps = sorted(set(IMAGE_ACCOUNT_CAPABILITIES) | set(env.capabilities))
-        # The first one-time password arrives on the entry point's stdin (see hand_first_password).
+        # The first one-time password arrives on the entry point's stdin (see start_with_first_password).
         env_vars["ASCI_VNC_PASSWORD_FILE"] = "/dev/stdin"
         # stdin_open without detach is how the SDK asks for StdinOnce (closed after the first attach).
         return dict(user=None, init=False, cap_add=caps, environment=env_vars, stdin_open=True, detach=False)
