@@ -356,6 +356,9 @@ class Launcher:
                     report.closed.append(record.id)
                     log.warning("session closed", session=record.id, user=record.user, node=node,
                                 reason="container vanished")
+        with self._admission:
+            for session_id in report.closed:
+                self._first_passwords.pop(session_id, None)
         return report
 
     def _reconcile_container(self, node: str, summary: dict, report: ReconcileReport, seen: set[str]) -> None:
