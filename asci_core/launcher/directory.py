@@ -9,6 +9,8 @@ the embedded default, a YAML or JSON file:
         gid: 1001
         groups: [beamline-i03]
         password_hash: "$2b$12$..."   # bcrypt, for the login page; optional
+    groups:                           # optional: numeric ids, added to the user's sessions
+      beamline-i03: 7003
 
 The file is re-read when it changes, so adding a user needs no restart. A file
 with one bad entry is refused as a whole (naming the entry), never half-loaded.
@@ -49,6 +51,7 @@ class Researcher:
     gid: int
     groups: tuple[str, ...] = ()
     password_hash: str | None = None
+    group_ids: tuple[int, ...] = ()  # the gids of those groups the directory knows a number for
 
     def __repr__(self) -> str:  # the hash stays out of logs and tracebacks
         return f"Researcher(name={self.name!r}, uid={self.uid}, gid={self.gid}, groups={self.groups!r})"
@@ -108,6 +111,10 @@ def load_users(path: Path) -> dict[str, Researcher]:
 def parse_users(data: Any, source: str) -> dict[str, Researcher]:
     if not isinstance(data, dict) or not isinstance(data.get("users", []), list):
         raise DirectoryError(f"{source}: expected a mapping with a list under 'users'")
+    unknown_top = set(data) - {"users", "groups"}
+    if unknown_top:
+        raise DirectoryError(f"{source}: {sorted(unknown_top)[0]}: unknown section (known: users, groups)")
+    gids = parse_group_ids(data.get("groups") or {}, source)
     users: dict[str, Researcher] = {}
     uids: dict[int, str] = {}
     for i, entry in enumerate(data.get("users") or []):
@@ -136,5 +143,17 @@ def parse_users(data: Any, source: str) -> dict[str, Researcher]:
         if entry["uid"] in uids:
             raise DirectoryError(f"{key}.uid: uid {entry['uid']} already belongs to {uids[entry['uid']]!r}")
         uids[entry["uid"]] = name
-        users[name] = Researcher(name, entry["uid"], entry["gid"], tuple(groups), password_hash)
+        users[name] = Researcher(name, entry["uid"], entry["gid"], tuple(groups), password_hash,
+                                 tuple(sorted({gids[g] for g in groups if g in gids})))
     return users
+
+
+def parse_group_ids(data: Any, source: str) -> dict[str, int]:
+    if not isinstance(data, dict):
+        raise DirectoryError(f"{source}: groups: expected a mapping of group name to gid, e.g. {{beamline-i03: 7003}}")
+    for name, gid in data.items():
+        if not isinstance(name, str) or not USER_NAME.fullmatch(name):
+            raise DirectoryError(f"{source}: groups: expected a group name, got {name!r}")
+        if isinstance(gid, bool) or not isinstance(gid, int) or not MIN_ID <= gid <= MAX_ID:
+            raise DirectoryError(f"{source}: groups.{name}: expected a gid from {MIN_ID} to {MAX_ID}, got {gid!r}")
+    return dict(data)

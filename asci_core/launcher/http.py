@@ -121,6 +121,11 @@ async def start(api: web.Application) -> None:
         # never touches session containers on the engine.
         log.info("launcher idle: no environments configured, nothing reconciled or culled")
         return
+    if await state.run(_nobody_known, state.launcher.directory):
+        # The embedded default environment alone: with no user in the users file no session can be
+        # started or adopted, and reconciling would remove every session container on the engine.
+        log.info("launcher idle: no users in the users file, nothing reconciled or culled")
+        return
     try:
         report = await state.run(state.launcher.reconcile)
     except AsciError as exc:  # e.g. an unusable users file: serve anyway, the next start tries again
@@ -130,6 +135,16 @@ async def start(api: web.Application) -> None:
                  removed=len(report.removed), closed=len(report.closed), lost=len(report.lost))
     state.cull_task = asyncio.create_task(_cull_periodically(state), name="launcher-cull")
     log.info("culling started", interval_seconds=state.settings.cull_interval)
+
+
+def _nobody_known(directory: Any) -> bool:
+    users = getattr(directory, "users", None)  # a local users file can say; a remote directory cannot
+    if users is None:
+        return False
+    try:
+        return not users()
+    except AsciError:
+        return False  # an unusable file: reconcile reports it
 
 
 async def _cull_periodically(state: ApiState) -> None:

@@ -11,6 +11,7 @@ exists under that name with inter-container traffic allowed is refused.
 """
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -23,7 +24,7 @@ from .directory import Researcher
 from .errors import StartFailed
 from .inventory import COMPONENT, Reservation
 from .mount_templates import Substitution, render
-from .settings import EnvironmentSettings
+from .settings import IMAGE_ACCOUNT_CAPABILITIES, EnvironmentSettings
 
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
 NETWORK_LABELS = {"asci.component": "launcher"}
@@ -62,28 +63,63 @@ def ensure_session_network(client: Any, name: str) -> None:
                           f"remove it or set launcher.session_network to another name")
 
 
-def ensure_image(client: Any, reference: str) -> None:
+def ensure_image(client: Any, reference: str, auth_config: dict[str, str] | None) -> None:
+    """REFERENCE on the node, pulled with AUTH_CONFIG (pull-only credentials) when it lacks it."""
     try:
         client.images.get(reference)
     except docker.errors.ImageNotFound:
-        # The engine's own registry credentials apply (pull-only on session nodes).
-        client.images.pull(reference)
+        repository, _, tag = reference.rpartition(":")
+        if "/" in tag or not repository:  # a port, not a tag
+            repository, tag = reference, "latest"
+        client.images.pull(repository, tag=tag, auth_config=auth_config)
+
+
+def home_of(user: Researcher) -> str:
+    return f"/home/{user.name}"
+
+
+def first_password_file(user: Researcher) -> str:
+    """Written by the desktop images' entry point as the last step before it drops root."""
+    return f"{home_of(user)}/.vnc/passwd"
+
+
+def identity_kwargs(env: EnvironmentSettings, user: Researcher) -> dict[str, Any]:
+    """Who the session runs as. `account: engine`: the engine starts it as uid:gid, nothing ever
+    runs as root. `account: image` (the desktop images): the entry point is root for the moment it
+    creates the account, with only IMAGE_ACCOUNT_CAPABILITIES, then replaces itself (PID 1) with
+    the session as the user with an empty bounding set; so no engine init (it would stay root as
+    PID 1), and `docker exec` into the session is done as the user too."""
+    env_vars = {"ASCI_USER": user.name, "ASCI_UID": str(user.uid), "ASCI_GID": str(user.gid),
+                "ASCI_HOME": home_of(user), "ASCI_ENVIRONMENT_TITLE": env.display_title}
+    if env.account == "image":
+        caps = sorted(set(IMAGE_ACCOUNT_CAPABILITIES) | set(env.capabilities))
+        # The first one-time password arrives on the entry point's stdin (see start_with_first_password).
+        env_vars["ASCI_VNC_PASSWORD_FILE"] = "/dev/stdin"
+        # stdin_open without detach is how the SDK asks for StdinOnce (closed after the first attach).
+        return dict(user=None, init=False, cap_add=caps, environment=env_vars, stdin_open=True, detach=False)
+    # group_add holds only here: the image's entry point rebuilds the groups from its own /etc/group.
+    return dict(user=f"{user.uid}:{user.gid}", init=True, cap_add=list(env.capabilities) or None,
+                environment=env_vars, group_add=[str(g) for g in user.group_ids] or None)
 
 
 def create_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Reservation, mounts: list[BindMount],
-                  network: str, scope: Mapping[str, str]) -> dict[str, Any]:
+                  network: str, scope: Mapping[str, str], image: str | None = None) -> dict[str, Any]:
     name = container_name(reservation.session)
+    identity = identity_kwargs(env, user)
     logging = log_config(COMPONENT, name, user=user.name, environment=env.name)
     labels = {**scope, **reservation.labels(), **logging.labels}
     kwargs: dict[str, Any] = dict(
-        image=env.image, command=list(env.command) or None, name=name, hostname=f"asci-{reservation.session[:12]}",
-        labels=labels, log_config=logging.log_config, user=f"{user.uid}:{user.gid}",
-        environment={**env.env, "USER": user.name, "LOGNAME": user.name, "ASCI_SESSION": reservation.session},
+        image=image or env.image, command=list(env.command) or None, name=name,
+        hostname=f"asci-{reservation.session[:12]}", labels=labels, log_config=logging.log_config,
+        user=identity["user"], group_add=identity.get("group_add"),
+        environment={**env.env, **identity["environment"], "USER": user.name, "LOGNAME": user.name,
+                     "ASCI_SESSION": reservation.session},
         nano_cpus=int(round(reservation.cpus * 1e9)), mem_limit=reservation.memory,
         memswap_limit=reservation.memory,  # no swap on top of the limit: the reservation is the ceiling
         pids_limit=env.pids_limit, shm_size=env.shm_bytes,
-        security_opt=["no-new-privileges"], cap_drop=["ALL"], cap_add=list(env.capabilities) or None,
-        init=True, network=network,
+        security_opt=["no-new-privileges"], cap_drop=["ALL"], cap_add=identity["cap_add"],
+        init=identity["init"], network=network,
+        stdin_open=identity.get("stdin_open", False), detach=identity.get("detach", True),
         mounts=[docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in mounts],
     )
     if reservation.gpu_ids:
@@ -93,3 +129,19 @@ def create_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Reser
         else:
             kwargs["devices"] = [f"/dev/dri/{i}:/dev/dri/{i}:rwm" for i in reservation.gpu_ids]
     return kwargs
+
+
+def start_with_first_password(client: Any, container: Any, password: str, timeout: float) -> None:
+    """Start CONTAINER (account: image) and hand its entry point the first one-time password on
+    stdin: never an argument, a variable, a file or a log line, and no `docker exec` on the way to
+    the first login. stdin_once: when we close, the entry point reads end of input."""
+    stream = client.api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
+    raw = getattr(stream, "_sock", stream)
+    try:
+        raw.settimeout(timeout)
+        container.start()
+        raw.sendall(password.encode() + b"\n")
+        raw.shutdown(socket.SHUT_WR)  # end of input for the entry point
+    finally:
+        stream.close()  # the wrapper holds the socket open too
+        raw.close()

@@ -11,13 +11,14 @@ import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 import docker.errors
 
 from asci_core.config_base import Secret
+from asci_core.errors import AsciError
 from asci_core.jsonlog import get_logger
 
 from .directory import Directory, DirectoryError, LocalUsersFile, UnknownUser, Researcher
@@ -28,10 +29,12 @@ from .inventory import (HOLDING_STATES, SESSION_LABEL, Capacity, Reservation, fr
 from .mount_templates import MountTemplateError
 from .nodes import NodeDown, NodePool, default_nodes
 from .placement import Demand, NodeLoad, NoNodeFits, Ratios, place
-from .session_spec import container_name, create_kwargs, ensure_image, ensure_session_network, render_mounts
-from .settings import EnvironmentSettings, LauncherSettings
+from .session_spec import (container_name, create_kwargs, ensure_image, ensure_session_network, first_password_file,
+                           render_mounts, start_with_first_password)
+from .settings import EnvironmentSettings, LauncherSettings, with_registry
 from .store import ACTIVE, LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
 from .vnc_password import new_password, set_password
+from .image_reference import resolve
 
 log = get_logger("launcher")
 
@@ -61,9 +64,15 @@ class ReconcileReport:
 
 class Launcher:
     def __init__(self, settings: LauncherSettings, store: SessionStore, directory: Directory, pool: NodePool,
-                 scope: Mapping[str, str] | None = None):
+                 scope: Mapping[str, str] | None = None, registry: Any | None = None):
         """SCOPE: labels put on every session container and required when listing them — a launcher
-        sees only its own scope (tests use it to keep runs apart; production leaves it empty)."""
+        sees only its own scope (tests use it to keep runs apart; production leaves it empty).
+        REGISTRY: the facility registry (registry.service.RegistryAccess) with the pull credentials;
+        `{registry}` in environments' images becomes its address."""
+        if registry is not None:
+            settings = replace(settings, environments=[with_registry(e, registry.address)
+                                                       for e in settings.environments])
+        self.registry = registry
         self.settings = settings
         self.store = store
         self.directory = directory
@@ -72,6 +81,9 @@ class Launcher:
         self.ratios = Ratios(settings.cpu_overcommit, settings.memory_overcommit)
         self._admission = threading.Lock()
         self._inflight: set[str] = set()
+        # Passwords given to sessions at start and not yet handed to anyone: memory only, each handed
+        # out once by the first connect (a restarted launcher has none and sets a new one instead).
+        self._first_passwords: dict[str, str] = {}
 
     @classmethod
     def from_config(cls, config: Any, scope: Mapping[str, str] | None = None) -> "Launcher":
@@ -81,10 +93,10 @@ class Launcher:
         if settings.backend == "swarm":
             from .swarm import SwarmLauncher  # only a Swarm deployment needs it
             return SwarmLauncher(settings, SessionStore(workdir / "sessions.sqlite"), LocalUsersFile(users_file),
-                                 scope)
+                                 scope, registry=pull_access(config))
         nodes = default_nodes(settings.nodes, str(config.stack.docker.socket))
         return cls(settings, SessionStore(workdir / "sessions.sqlite"), LocalUsersFile(users_file),
-                   NodePool(nodes, settings.engine_timeout), scope)
+                   NodePool(nodes, settings.engine_timeout), scope, registry=pull_access(config))
 
     def close(self) -> None:
         self.pool.close()
@@ -152,15 +164,27 @@ class Launcher:
     def _start(self, record: SessionRecord, env: EnvironmentSettings, who: Researcher, mounts: list) -> SessionRecord:
         reservation = Reservation(record.id, record.node, who.name, env.name, record.cpus, record.memory,
                                   record.gpus, record.gpu_ids)
-        kwargs = create_kwargs(env, who, reservation, mounts, self.settings.session_network, self.scope)
+        try:
+            image = resolve(env.image, self.registry, self.settings.engine_timeout)
+        except StartFailed as exc:
+            self.store.update(record.id, state=STOPPED, reason=str(exc))
+            log.warning("session failed to start", session=record.id, user=who.name, environment=env.name,
+                        node=record.node, reason=str(exc))
+            raise
+        kwargs = create_kwargs(env, who, reservation, mounts, self.settings.session_network, self.scope, image)
+        pull_auth = self.registry.auth_config() if self.registry is not None else None
+        first = new_password() if env.account == "image" else None
 
         def run(client: Any) -> str:
             ensure_session_network(client, self.settings.session_network)
-            ensure_image(client, env.image)
+            ensure_image(client, image, pull_auth)
             container = client.containers.create(**kwargs)
             try:
-                container.start()
-            except docker.errors.APIError:
+                if first is None:
+                    container.start()
+                else:
+                    start_with_first_password(client, container, first, self.pool.timeout_for(record.node))
+            except (docker.errors.APIError, OSError):
                 container.remove(force=True)
                 raise
             return container.id
@@ -178,6 +202,9 @@ class Launcher:
                 f"session for {env.name!r} could not start on {record.node}: {reason}") from None
         log.info("session started", session=record.id, user=who.name, environment=env.name, node=record.node,
                  container=container_id[:12])
+        if first is not None:
+            with self._admission:
+                self._first_passwords[record.id] = first
         return self.store.update(record.id, state=READY, container_id=container_id)
 
     # --- stop ------------------------------------------------------------
@@ -188,6 +215,8 @@ class Launcher:
         if record.state == STOPPED:
             return record
         self.store.update(record.id, state=STOPPING, reason=reason)
+        with self._admission:
+            self._first_passwords.pop(record.id, None)
         try:
             self.pool.call(self._engine_of(record), lambda c: self._remove(c, record))
         except NodeDown as exc:
@@ -228,10 +257,22 @@ class Launcher:
         record = self._owned(session_id, as_user)
         if record.state != READY:
             raise Conflict(f"session {record.id} is {record.state}, not ready")
-        password = new_password()
+        with self._admission:
+            first = self._first_passwords.pop(record.id, None)
+        password = first or new_password()
+        env = self.settings.environment(record.environment)
+        by_image = env is not None and env.account == "image"
+        who = self._user(record.user) if by_image else None
 
         def run(client: Any) -> str:
-            set_password(client, record.container_id, password, self.pool.timeout_for(record.node))
+            timeout = self.pool.timeout_for(record.node)
+            if first is not None:
+                pass  # the session started with it: nobody has seen it yet
+            elif who is None:
+                set_password(client, record.container_id, password, timeout)
+            else:
+                set_password(client, record.container_id, password, timeout, user=f"{who.uid}:{who.gid}",
+                             after=first_password_file(who))
             attrs = client.api.inspect_container(record.container_id)
             network = (attrs["NetworkSettings"]["Networks"] or {}).get(self.settings.session_network) or {}
             return network.get("IPAddress", "")
@@ -242,6 +283,8 @@ class Launcher:
             raise NodeUnavailable(str(exc)) from None
         except docker.errors.APIError as exc:
             raise StartFailed(f"session {record.id} cannot be reached: {exc.explanation or exc}") from None
+        except StartFailed as exc:
+            raise StartFailed(f"session {record.id}: {exc}") from None
         if not address:
             raise StartFailed(f"session {record.id} has no address on {self.settings.session_network}")
         self.store.update(record.id, last_activity=time.time())
@@ -313,6 +356,9 @@ class Launcher:
                     report.closed.append(record.id)
                     log.warning("session closed", session=record.id, user=record.user, node=node,
                                 reason="container vanished")
+        with self._admission:
+            for session_id in report.closed:
+                self._first_passwords.pop(session_id, None)
         return report
 
     def _reconcile_container(self, node: str, summary: dict, report: ReconcileReport, seen: set[str]) -> None:
@@ -424,6 +470,20 @@ class Launcher:
                 merged[record.id] = Reservation(record.id, record.node, record.user, record.environment,
                                                 record.cpus, record.memory, record.gpus, record.gpu_ids)
         return list(merged.values())
+
+
+def pull_access(config: Any) -> Any | None:
+    """The facility registry as sessions reach it: launcher.registry_username/password when set
+    (a pull-only account), else the registry's own credentials; None when it is not configured."""
+    from registry.service import registry_access  # the registry package reads the whole config
+    try:
+        access = registry_access(config)
+    except AsciError:
+        return None
+    launcher = config.launcher
+    if launcher.registry_username is not None and launcher.registry_password is not None:
+        access = replace(access, username=launcher.registry_username, password=launcher.registry_password)
+    return access
 
 
 def _start_failure(exc: BaseException) -> str:

@@ -9,20 +9,32 @@ one type per setting.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from asci_core.config_base import setting
+from asci_core.config_base import Secret, setting
 
 from .mount_templates import template_problem
 from .sizes import parse_size
 
 NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 IMAGE_REFERENCE = re.compile(
-    r"(?:[a-zA-Z0-9.-]+(?::\d{1,5})?/)?"
+    r"(?:(?:[a-zA-Z0-9.-]+(?::\d{1,5})?|\{registry\})/)?"
     r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
-    r"(?::\w[\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
+    r"(?:(?::\w[\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?|@newest)")
+# What the desktop images' entry point accepts as ASCI_ENVIRONMENT_TITLE.
+DESKTOP_TITLE = re.compile(r"[A-Za-z0-9 ._,:;()+&/-]{1,80}")
+# `{registry}/` at the start of an image stands for the facility registry's address.
+REGISTRY_PLACEHOLDER = "{registry}"
+# `REPOSITORY@newest`: the highest release tag (semantic version, no pre-release) in the registry at create time.
+NEWEST = "@newest"
+# What the ASCI desktop images' entry point needs while it is root, each one found missing by
+# removing it: groupadd chowns its shadow files (CHOWN); the home is handed to the user, then
+# chmod-ed (FOWNER) and entered as root before the drop, though 0700 and the user's
+# (DAC_OVERRIDE); the drop itself (SETGID for setgroups/setgid, SETUID). Nothing else; all of
+# them are gone from the bounding set once the entry point has become the user.
+IMAGE_ACCOUNT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
 # The node-pool entry of the Swarm manager (backend: swarm).
 SWARM_MANAGER = "swarm-manager"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -54,6 +66,10 @@ class EnvironmentSettings:
     command: list[str] = setting(default_factory=list, help="command instead of the image's own (empty: the image's)")
     capabilities: list[str] = setting(default_factory=list,
                                       help="capabilities added back after dropping all, e.g. [SETUID, SETGID]")
+    account: Literal["engine", "image"] = setting(
+        "engine", help="engine: the engine starts the session as the user's uid:gid; image: the image's entry "
+                       "point starts as root with only CHOWN, DAC_OVERRIDE, FOWNER, SETGID, SETUID, creates the account from "
+                       "ASCI_USER/ASCI_UID/ASCI_GID and drops to it for good (the ASCI desktop images)")
     node_labels: dict[str, str] = setting(default_factory=dict,
                                           help="labels a node must carry to run this, e.g. {beamline: i03}")
     idle_timeout: float | None = setting(3600.0, help="seconds without a viewer before the session is stopped",
@@ -76,10 +92,27 @@ class EnvironmentSettings:
     def shm_bytes(self) -> int:
         return parse_size(self.shm_size)
 
+    @property
+    def follows_newest(self) -> bool:
+        return self.image.endswith(NEWEST)
+
     def allows(self, user: str, groups: tuple[str, ...] | list[str]) -> bool:
         if not self.allowed_users and not self.allowed_groups:
             return True
         return user in self.allowed_users or any(g in self.allowed_groups for g in groups)
+
+
+# What a newcomer on the embedded defaults can launch: `asci images build desktop-base --push` puts it there.
+DEFAULT_ENVIRONMENT = EnvironmentSettings(
+    name="desktop-base", title="Debian desktop", image=f"{REGISTRY_PLACEHOLDER}/bl/desktop-base:latest",
+    cpus=2.0, memory="2g", shm_size="256m", account="image")
+
+
+def with_registry(env: EnvironmentSettings, address: str) -> EnvironmentSettings:
+    """ENV with `{registry}` replaced by ADDRESS."""
+    if not env.image.startswith(REGISTRY_PLACEHOLDER + "/"):
+        return env
+    return replace(env, image=address + env.image[len(REGISTRY_PLACEHOLDER):])
 
 
 @dataclass(frozen=True)
@@ -142,7 +175,12 @@ class LauncherSettings:
     engine_timeout: float = setting(10.0, help="seconds before a node's engine counts as not answering",
                                     check="positive")
     stop_timeout: int = setting(10, help="seconds a session gets to exit before it is killed", check=("range", 0, 600))
-    environments: list[EnvironmentSettings] = setting(default_factory=list, help="environments researchers can start")
+    registry_username: str | None = setting(None, help="pull-only registry account for session images "
+                                                       "(default: the registry's own credentials)")
+    registry_password: Secret | None = setting(None, help="its password")
+    environments: list[EnvironmentSettings] = setting(default_factory=lambda: [DEFAULT_ENVIRONMENT],
+                                                      help="environments researchers can start "
+                                                           "(default: desktop-base for everyone)")
     nodes: list[NodeSettings] = setting(default_factory=list,
                                         help="Docker engines that run sessions (default: the local engine)")
 
@@ -158,8 +196,8 @@ class LauncherSettings:
                 found.append((f"{key}.name", f"environment {env.name!r} is defined twice"))
             seen.add(env.name)
             if not IMAGE_REFERENCE.fullmatch(env.image):
-                found.append((f"{key}.image", f"expected an image reference such as registry.site:5000/desktops/base:1.4, "
-                                              f"got {env.image!r}"))
+                found.append((f"{key}.image", f"expected an image reference such as registry.site:5000/desktops/base:1.4 "
+                                              f"or {{registry}}/bl/desktop-base@newest, got {env.image!r}"))
             for field in ("memory", "shm_size"):
                 found.extend(_size_problem(f"{key}.{field}", getattr(env, field)))
             for j, mount in enumerate(env.mounts):
@@ -174,6 +212,9 @@ class LauncherSettings:
             for name in env.env:
                 if not ENV_NAME.fullmatch(name):
                     found.append((f"{key}.env.{name}", "not a valid environment variable name"))
+            if env.account == "image" and not DESKTOP_TITLE.fullmatch(env.display_title):
+                found.append((f"{key}.title", "the desktop images show the title as the VNC desktop name: 1-80 "
+                                              "letters, digits, spaces or ._,:;()+&/-"))
             for j, cap in enumerate(env.capabilities):
                 if cap not in ALLOWED_CAPABILITIES:
                     found.append((f"{key}.capabilities[{j}]", f"{cap!r} is not allowed in a session "
@@ -182,6 +223,9 @@ class LauncherSettings:
                 for j, who in enumerate(getattr(env, field)):
                     if not NAME.fullmatch(who):
                         found.append((f"{key}.{field}[{j}]", f"expected a user or group name, got {who!r}"))
+        if (self.registry_username is None) != (self.registry_password is None):
+            found.append(("registry_password" if self.registry_password is None else "registry_username",
+                          "registry_username and registry_password go together"))
         names: set[str] = set()
         for i, node in enumerate(self.nodes):
             key = f"nodes[{i}]"

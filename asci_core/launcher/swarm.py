@@ -36,10 +36,11 @@ from .directory import Directory, Researcher
 from .errors import Conflict, LauncherError, NoCapacity, NodeUnavailable, StartFailed
 from .inventory import COMPONENT, SESSION_LABEL, Capacity, Reservation, reservation_from_container
 from .nodes import NodeDown, NodePool
-from .session_spec import BindMount, container_name
+from .session_spec import BindMount, container_name, first_password_file, identity_kwargs
 from .sessions import SESSION_ID, VNC_PORT, Connection, Launcher, ReconcileReport, log
 from .settings import SWARM_MANAGER, EnvironmentSettings, LauncherSettings, NodeSettings
 from .store import LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
+from .image_reference import resolve
 from .vnc_password import new_password, set_password
 
 # Task states after which the task holds nothing and will not run again.
@@ -48,8 +49,9 @@ POLL_INTERVAL = 0.1
 
 
 def service_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Reservation, mounts: list[BindMount],
-                   scope: Mapping[str, str], stop_timeout: int) -> dict[str, Any]:
+                   scope: Mapping[str, str], stop_timeout: int, image: str | None = None) -> dict[str, Any]:
     """Arguments of `APIClient.create_service` for one session."""
+    identity = identity_kwargs(env, user)
     name = container_name(reservation.session)
     logging = log_config(COMPONENT, name, user=user.name, environment=env.name)
     labels = {**scope, **reservation.labels(), **logging.labels}
@@ -58,10 +60,11 @@ def service_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Rese
                                        cpu_reservation=nano_cpus, mem_reservation=reservation.memory)
     resources["Limits"]["Pids"] = env.pids_limit  # API 1.41; the SDK has no argument for it yet
     spec = docker.types.ContainerSpec(
-        image=env.image, args=list(env.command) or None, hostname=f"asci-{reservation.session[:12]}",
-        env={**env.env, "USER": user.name, "LOGNAME": user.name, "ASCI_SESSION": reservation.session},
-        user=f"{user.uid}:{user.gid}", labels=labels, init=True,
-        cap_drop=["ALL"], cap_add=list(env.capabilities) or None,
+        image=image or env.image, args=list(env.command) or None, hostname=f"asci-{reservation.session[:12]}",
+        env={**env.env, **identity["environment"], "USER": user.name, "LOGNAME": user.name,
+             "ASCI_SESSION": reservation.session},
+        user=identity["user"], groups=identity.get("group_add"), labels=labels, init=identity["init"],
+        cap_drop=["ALL"], cap_add=identity["cap_add"],
         stop_grace_period=int(stop_timeout * 1e9),
         mounts=[*(docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in mounts),
                 docker.types.Mount("/dev/shm", None, type="tmpfs", tmpfs_size=env.shm_bytes)])
@@ -100,13 +103,13 @@ def task_state(task: Mapping[str, Any] | None) -> tuple[str, str]:
 
 class SwarmLauncher(Launcher):
     def __init__(self, settings: LauncherSettings, store: SessionStore, directory: Directory,
-                 scope: Mapping[str, str] | None = None):
+                 scope: Mapping[str, str] | None = None, registry: Any | None = None):
         if settings.swarm is None:
             raise ValueError("backend swarm needs launcher.swarm")
         manager = NodeSettings(name=SWARM_MANAGER, url=settings.swarm.manager, tls=settings.swarm.tls,
                                timeout=settings.swarm.timeout)
         super().__init__(settings, store, directory, NodePool([manager, *settings.nodes], settings.engine_timeout),
-                         scope)
+                         scope, registry=registry)
         self.swarm = settings.swarm
         self._configured = {n.name: n for n in settings.nodes}
 
@@ -167,7 +170,12 @@ class SwarmLauncher(Launcher):
             raise StartFailed(f"environment {env.name!r} needs GPUs, which the Swarm backend does not assign; "
                               f"use launcher.backend: engines")
         reservation = Reservation(record.id, "", who.name, env.name, record.cpus, record.memory)
-        kwargs = service_kwargs(env, who, reservation, mounts, self.scope, self.settings.stop_timeout)
+        try:
+            image = resolve(env.image, self.registry, self.settings.engine_timeout)
+        except StartFailed as exc:
+            self.store.update(record.id, state=STOPPED, reason=str(exc))
+            raise
+        kwargs = service_kwargs(env, who, reservation, mounts, self.scope, self.settings.stop_timeout, image)
         try:
             service_id = self.pool.call(SWARM_MANAGER, lambda c: c.api.create_service(**kwargs)["ID"])
             node, container = self._wait_running(service_id)
@@ -233,9 +241,16 @@ class SwarmLauncher(Launcher):
             raise StartFailed(f"session {record.id} runs on {record.node}, whose engine is not in launcher.nodes: "
                               f"the password cannot be set")
         password = new_password()
+        env = self.settings.environment(record.environment)
+        who = self._user(record.user) if env is not None and env.account == "image" else None
 
         def run(client: Any) -> str:
-            set_password(client, container, password, self.pool.timeout_for(record.node))
+            timeout = self.pool.timeout_for(record.node)
+            if who is None:
+                set_password(client, container, password, timeout)
+            else:
+                set_password(client, container, password, timeout, user=f"{who.uid}:{who.gid}",
+                             after=first_password_file(who))
             networks = client.api.inspect_container(container)["NetworkSettings"]["Networks"] or {}
             return next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), "")
 

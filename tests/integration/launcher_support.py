@@ -45,7 +45,7 @@ def make_data(data_root: Path, *users: tuple[str, int]) -> None:
 def build_launcher(tmp_path: Path, socket_path: str, scope: dict[str, str], environments: list[EnvironmentSettings],
                    extra_nodes: list[NodeSettings] = (), directory: Directory | None = None,
                    store_path: Path | None = None, nodes: list[NodeSettings] | None = None,
-                   **settings: Any) -> Launcher:
+                   registry: Any = None, **settings: Any) -> Launcher:
     local = NodeSettings(name="local", url=f"unix://{socket_path}", cpus=2.0, memory="4g", gpus=0)
     values: dict[str, Any] = dict(environments=environments, nodes=nodes or [local, *extra_nodes], stop_timeout=2,
                                   engine_timeout=20.0)
@@ -55,7 +55,8 @@ def build_launcher(tmp_path: Path, socket_path: str, scope: dict[str, str], envi
     if not users.exists():
         users.write_text(USERS)
     return Launcher(config, SessionStore(store_path or tmp_path / "sessions.sqlite"),
-                    directory or LocalUsersFile(users), NodePool(config.nodes, config.engine_timeout), scope)
+                    directory or LocalUsersFile(users), NodePool(config.nodes, config.engine_timeout), scope,
+                    registry=registry)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:

@@ -124,7 +124,7 @@ def test_a_real_asci_serve_makes_its_token_and_answers_the_cli(stack, tmp_path):
     port = free_port()
     config = tmp_path / "asci.yaml"
     config.write_text(yaml.safe_dump({"server": {"port": port}, "stack": {"state_dir": str(tmp_path / "state")},
-                                      "launcher": {"workdir": str(tmp_path / "launcher")}}))
+                                      "launcher": {"workdir": str(tmp_path / "launcher"), "environments": []}}))
     proc = subprocess.Popen([ASCI, "-c", str(config), "serve"], stdout=subprocess.PIPE, text=True)
     try:
         seen = []
@@ -144,6 +144,38 @@ def test_a_real_asci_serve_makes_its_token_and_answers_the_cli(stack, tmp_path):
         assert json.loads(asci(config, "environments", "list", "--json").stdout) == []
         one_line_error(asci(config, "sessions", "create", "desktop", "--user", "alice"), 2, "asci sessions",
                        "no environment named 'desktop' (HTTP 404)")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+
+
+def test_asci_serve_on_the_embedded_defaults_offers_desktop_base_and_touches_nothing_without_users(stack, tmp_path):
+    """The default environment is there for a newcomer; with nobody in the users file, reconciling
+    would only remove session containers, so the launcher stays idle."""
+    import signal
+
+    import yaml
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    config = tmp_path / "asci.yaml"
+    config.write_text(yaml.safe_dump({"server": {"port": port}, "stack": {"state_dir": str(tmp_path / "state")}}))
+    proc = subprocess.Popen([ASCI, "-c", str(config), "serve"], stdout=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        while not seen or seen[-1]["message"] != "listening":
+            line = proc.stdout.readline()
+            assert line, f"asci serve exited: {seen}"
+            seen.append(json.loads(line))
+        messages = [e["message"] for e in seen if e["component"] == "launcher"]
+        assert messages == ["sessions API ready", "launcher idle: no users in the users file, nothing reconciled or culled"]
+        [env] = json.loads(asci(config, "environments", "list", "--json").stdout)
+        assert (env["name"], env["title"]) == ("desktop-base", "Debian desktop")
+        assert env["image"] == f"{stack.registry.address}/bl/desktop-base:latest"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

@@ -16,7 +16,7 @@ def test_defaults_run_on_the_local_engine_with_state_under_the_state_dir(tmp_pat
         assert launcher.pool.nodes["local"].settings.url == "unix:///run/x/docker.sock"
         assert launcher.store.path == tmp_path / "launcher/sessions.sqlite" and launcher.store.path.exists()
         assert launcher.directory.path == tmp_path / "launcher/users.yaml"
-        assert launcher.list() == [] and launcher.environments() == []
+        assert launcher.list() == [] and [e.name for e in launcher.environments()] == ["desktop-base"]
     finally:
         launcher.close()
 

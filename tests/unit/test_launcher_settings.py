@@ -51,7 +51,12 @@ def test_a_full_section_loads_with_sizes_parsed():
 
 def test_defaults_need_no_launcher_section():
     launcher = parse_config("").launcher
-    assert launcher.placement == "spread" and launcher.environments == [] and launcher.nodes == []
+    assert launcher.placement == "spread" and launcher.nodes == []
+    # The one environment a newcomer can launch, once `asci images build desktop-base --push` ran.
+    [env] = launcher.environments
+    assert (env.name, env.title, env.image) == ("desktop-base", "Debian desktop", "{registry}/bl/desktop-base:latest")
+    assert (env.cpus, env.memory, env.shm_size, env.account) == (2.0, "2g", "256m", "image")
+    assert env.allows("anyone", [])
 
 
 def test_environment_without_lists_allows_every_known_user():

@@ -1,0 +1,79 @@
+"""Who a session runs as, which images it takes, and the group ids the users file gives."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from asci_core.config import ConfigError, parse_config
+from asci_core.launcher.directory import DirectoryError, Researcher, load_users
+from asci_core.launcher.errors import StartFailed
+from asci_core.launcher.image_reference import resolve
+from asci_core.launcher.session_spec import identity_kwargs
+from asci_core.launcher.settings import (DEFAULT_ENVIRONMENT, IMAGE_ACCOUNT_CAPABILITIES, EnvironmentSettings,
+                                         with_registry)
+
+ALICE = Researcher("alice", 5001, 5001, ("i03", "i04"), group_ids=(7003,))
+
+
+def test_engine_accounts_run_as_uid_gid_with_the_directorys_groups_and_the_engine_init():
+    kw = identity_kwargs(EnvironmentSettings(name="x", image="asci/tiny:latest", title="Tiny one"), ALICE)
+    assert (kw["user"], kw["init"], kw["cap_add"], kw["group_add"]) == ("5001:5001", True, None, ["7003"])
+    assert kw["environment"] == {"ASCI_USER": "alice", "ASCI_UID": "5001", "ASCI_GID": "5001",
+                                 "ASCI_HOME": "/home/alice", "ASCI_ENVIRONMENT_TITLE": "Tiny one"}
+
+
+def test_image_accounts_start_as_root_with_exactly_the_entry_points_capabilities_and_no_engine_init():
+    kw = identity_kwargs(DEFAULT_ENVIRONMENT, ALICE)
+    assert kw["user"] is None and kw["init"] is False and "group_add" not in kw
+    assert kw["cap_add"] == sorted(IMAGE_ACCOUNT_CAPABILITIES)
+    assert kw["environment"]["ASCI_ENVIRONMENT_TITLE"] == "Debian desktop"
+
+
+def test_the_registry_placeholder_and_the_newest_syntax_are_accepted_and_checked():
+    text = ("launcher:\n  environments:\n"
+            "    - {name: a, image: '{registry}/bl/desktop-base@newest'}\n"
+            "    - {name: b, image: 'registry.site:5000/bl/desktop-base:1.4'}\n")
+    envs = parse_config(text).launcher.environments
+    assert envs[0].follows_newest and not envs[1].follows_newest
+    assert with_registry(envs[0], "127.0.0.1:5000").image == "127.0.0.1:5000/bl/desktop-base@newest"
+    assert with_registry(envs[1], "127.0.0.1:5000") is envs[1]
+    for bad in ("bl/desktop-base:1.4@newest", "{registry}bl/x", "bl/x@latest"):
+        with pytest.raises(ConfigError, match=r"launcher.environments\[0\].image"):
+            parse_config(f"launcher:\n  environments:\n    - {{name: a, image: '{bad}'}}\n")
+
+
+def test_desktop_titles_the_image_would_refuse_and_half_credentials_are_refused():
+    with pytest.raises(ConfigError, match=r"launcher.environments\[0\].title"):
+        parse_config("launcher:\n  environments:\n    - {name: a, image: x/y, account: image, title: 'a \"b\"'}\n")
+    with pytest.raises(ConfigError, match="launcher.registry_password: registry_username and registry_password"):
+        parse_config("launcher:\n  registry_username: puller\n")
+
+
+def test_newest_is_looked_up_in_the_facility_registry_only():
+    assert resolve("127.0.0.1:5000/bl/x:1.2", None) == "127.0.0.1:5000/bl/x:1.2"
+    with pytest.raises(StartFailed, match="only be looked up in the facility registry"):
+        resolve("other.site:5000/bl/x@newest", None)
+
+
+def test_group_ids_come_from_the_groups_map_and_old_files_still_load(tmp_path: Path):
+    path = tmp_path / "users.yaml"
+    path.write_text("users:\n  - {name: alice, uid: 5001, gid: 5001, groups: [i03, i04]}\n"
+                    "groups: {i03: 7003}\n")
+    assert load_users(path)["alice"].group_ids == (7003,)
+    path.write_text("users:\n  - {name: alice, uid: 5001, gid: 5001, groups: [i03]}\n")
+    assert load_users(path)["alice"].group_ids == ()
+    for bad, words in (("groups: {i03: 7}\n", "groups.i03: expected a gid"), ("groups: [i03]\n", "mapping"),
+                       ("others: {}\n", "unknown section")):
+        path.write_text("users: []\n" + bad)
+        with pytest.raises(DirectoryError, match=words):
+            load_users(path)
+
+
+def test_pull_credentials_default_to_the_registrys_and_a_pull_only_account_replaces_them(tmp_path: Path):
+    from asci_core.launcher.sessions import pull_access
+    base = f"stack:\n  state_dir: {tmp_path}\n"
+    default = pull_access(parse_config(base))
+    assert default.address == "127.0.0.1:5000" and default.username is None  # no generated admin in this state dir
+    own = pull_access(parse_config(base + "launcher:\n  registry_username: puller\n  registry_password: p-secret\n"))
+    assert own.auth_config() == {"username": "puller", "password": "p-secret"} and own.address == default.address
