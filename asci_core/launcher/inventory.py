@@ -118,10 +118,28 @@ def reservation_from_container(node: str, summary: Mapping[str, Any]) -> Reserva
         return None
 
 
+SCOPE_LABEL = "asci.launcher-scope"
+DEFAULT_SCOPE = "default"
+
+
+def scope_labels(scope: Mapping[str, str]) -> dict[str, str]:
+    """The labels a launcher of SCOPE stamps on its sessions, and the only ones it lists.
+
+    Every session carries one scope label, so the production launcher (no scope) never takes a
+    test run's sessions for orphans, and a test run never sees production's: the engine's label
+    filter cannot ask for a label to be absent.
+    """
+    name = ",".join(f"{k}={v}" for k, v in sorted(scope.items())) or DEFAULT_SCOPE
+    return {**scope, SCOPE_LABEL: name}
+
+
+def scope_filter(scope: Mapping[str, str]) -> list[str]:
+    return [f"asci.component={COMPONENT}", *(f"{k}={v}" for k, v in sorted(scope_labels(scope).items()))]
+
+
 def list_session_containers(client: Any, scope: Mapping[str, str]) -> list[dict[str, Any]]:
     """Every session container on the engine behind CLIENT within SCOPE: one API call."""
-    wanted = [f"asci.component={COMPONENT}", *(f"{k}={v}" for k, v in sorted(scope.items()))]
-    return client.api.containers(all=True, filters={"label": wanted})
+    return client.api.containers(all=True, filters={"label": scope_filter(scope)})
 
 
 def holds_resources(reservation: Reservation) -> bool:

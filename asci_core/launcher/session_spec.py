@@ -22,7 +22,7 @@ from asci_logging.container_logging import log_config
 
 from .directory import Researcher
 from .errors import StartFailed
-from .inventory import COMPONENT, Reservation
+from .inventory import COMPONENT, Reservation, scope_labels
 from .mount_templates import Substitution, render
 from .settings import IMAGE_ACCOUNT_CAPABILITIES, EnvironmentSettings
 
@@ -107,7 +107,7 @@ def create_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Reser
     name = container_name(reservation.session)
     identity = identity_kwargs(env, user)
     logging = log_config(COMPONENT, name, user=user.name, environment=env.name)
-    labels = {**scope, **reservation.labels(), **logging.labels}
+    labels = {**scope_labels(scope), **reservation.labels(), **logging.labels}
     kwargs: dict[str, Any] = dict(
         image=image or env.image, command=list(env.command) or None, name=name,
         hostname=f"asci-{reservation.session[:12]}", labels=labels, log_config=logging.log_config,

@@ -34,7 +34,8 @@ from asci_logging.container_logging import log_config
 
 from .directory import Directory, Researcher
 from .errors import Conflict, LauncherError, NoCapacity, NodeUnavailable, StartFailed
-from .inventory import COMPONENT, SESSION_LABEL, Capacity, Reservation, reservation_from_container
+from .inventory import (COMPONENT, SESSION_LABEL, Capacity, Reservation, reservation_from_container, scope_filter,
+                        scope_labels)
 from .nodes import NodeDown, NodePool
 from .session_spec import BindMount, container_name, first_password_file, identity_kwargs
 from .sessions import SESSION_ID, VNC_PORT, Connection, Launcher, ReconcileReport, log
@@ -54,7 +55,7 @@ def service_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Rese
     identity = identity_kwargs(env, user)
     name = container_name(reservation.session)
     logging = log_config(COMPONENT, name, user=user.name, environment=env.name)
-    labels = {**scope, **reservation.labels(), **logging.labels}
+    labels = {**scope_labels(scope), **reservation.labels(), **logging.labels}
     nano_cpus = int(round(reservation.cpus * 1e9))
     resources = docker.types.Resources(cpu_limit=nano_cpus, mem_limit=reservation.memory,
                                        cpu_reservation=nano_cpus, mem_reservation=reservation.memory)
@@ -78,8 +79,7 @@ def service_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Rese
 
 
 def list_session_services(client: Any, scope: Mapping[str, str]) -> list[dict[str, Any]]:
-    wanted = [f"asci.component={COMPONENT}", *(f"{k}={v}" for k, v in sorted(scope.items()))]
-    return client.api.services(filters={"label": wanted})
+    return client.api.services(filters={"label": scope_filter(scope)})
 
 
 def latest_tasks(tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from asci_core.launcher.errors import NoCapacity
-from asci_core.launcher.inventory import Reservation
+from asci_core.launcher.inventory import Reservation, scope_labels
 from asci_core.launcher.sessions import ReconcileReport
 from asci_core.launcher.settings import NodeSettings
 from asci_core.launcher.store import LOST, READY, STARTING, STOPPED, SessionRecord
@@ -25,7 +25,7 @@ def scope(unique) -> dict[str, str]:
 
 def session_labels(scope: dict[str, str], session: str, user: str, environment: str) -> dict[str, str]:
     reservation = Reservation(session, "local", user, environment, 0.25, 64 * 1024 ** 2)
-    return {**scope, **reservation.labels(), "asci.component": "session", "asci.user": user,
+    return {**scope_labels(scope), **reservation.labels(), "asci.component": "session", "asci.user": user,
             "asci.environment": environment}
 
 
@@ -118,3 +118,25 @@ def test_two_node_entries_on_one_engine_do_not_remove_each_others_sessions(stack
         assert docker_client.containers.get(record.container_id).status == "running"
     finally:
         launcher.close()
+
+
+def test_the_unscoped_launcher_never_touches_a_scoped_session(stack, docker_client, scope, tmp_path: Path):
+    # `asci serve` on the embedded defaults reconciles with no scope: a test run's sessions on the same
+    # engine are neither adopted nor removed by it, and it does not count them as its own.
+    data = tmp_path / "fs"
+    make_data(data, ("alice", 5001))
+    socket_path = str(stack.config.stack.docker.socket)
+    envs = [tiny_environment(data)]
+    for side in ("scoped", "unscoped"):
+        (tmp_path / side).mkdir()
+    scoped = build_launcher(tmp_path / "scoped", socket_path, scope, envs)
+    record = scoped.create("alice", "tiny")
+    unscoped = build_launcher(tmp_path / "unscoped", socket_path, {}, envs)
+    try:
+        unscoped.reconcile()
+        assert docker_client.containers.get(record.container_id).status == "running"
+        assert [r.id for r in unscoped.list()] == []
+    finally:
+        unscoped.close()
+        scoped.stop(record.id)
+        scoped.close()

@@ -67,3 +67,13 @@ def test_node_loads_sum_reservations_per_node():
     assert loads["b"].sessions == 1 and loads["b"].healthy
     assert not loads["c"].healthy and loads["c"].down_reason == "timed out"
     assert free_gpu_ids(capacities["a"], reservations, "a") == ["0"]
+
+
+def test_every_scope_has_its_own_label_and_the_default_scope_is_named():
+    from asci_core.launcher.inventory import SCOPE_LABEL, scope_filter, scope_labels
+
+    assert scope_labels({}) == {SCOPE_LABEL: "default"}
+    assert scope_labels({"asci.test": "run1"}) == {"asci.test": "run1", SCOPE_LABEL: "asci.test=run1"}
+    # The production filter names its own scope: a test run's sessions never match it.
+    assert f"{SCOPE_LABEL}=default" in scope_filter({})
+    assert f"{SCOPE_LABEL}=default" not in scope_filter({"asci.test": "run1"})
