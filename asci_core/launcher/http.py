@@ -35,6 +35,7 @@ from .api_tokens import ACT_AS_HEADER, PREFIX, Principal, TokenRing, admin_token
 from .directory import USER_NAME
 from .errors import BadRequest, LauncherError, NotAllowed, SessionNotFound, UnknownEnvironment
 from .sessions import SESSION_ID, Launcher
+from .shared import shared_launcher
 from .settings import EnvironmentSettings
 from .store import SessionRecord
 from .throttle import Buckets
@@ -64,6 +65,7 @@ class ApiState:
     ring: TokenRing | None = None
     executor: ThreadPoolExecutor | None = None
     cull_task: asyncio.Task | None = None
+    owns_launcher: bool = True  # False: the shared launcher of `asci serve`, closed with the application
     settings: Any = field(init=False)
 
     def __post_init__(self) -> None:
@@ -86,9 +88,16 @@ def setup(app: web.Application, config: Any, scope: dict[str, str] | None = None
     SCOPE: the launcher's container scope (tests keep runs apart); MAKE_LAUNCHER: builds the
     Launcher at start instead of Launcher.from_config (tests give it another directory)."""
     settings = config.launcher_api
-    state = ApiState(config, make_launcher or (lambda: Launcher.from_config(config, scope)),
+    if make_launcher is None and scope is None:
+        make_launcher = shared_launcher(app, config).get  # the one launcher of this `asci serve`
+        owns_launcher = False
+    else:
+        make_launcher = make_launcher or (lambda: Launcher.from_config(config, scope))
+        owns_launcher = True
+    state = ApiState(config, make_launcher,
                      Buckets(settings.create_burst, settings.creates_per_minute / 60),
-                     Buckets(settings.auth_failures_burst, settings.auth_failures_per_minute / 60))
+                     Buckets(settings.auth_failures_burst, settings.auth_failures_per_minute / 60),
+                     owns_launcher=owns_launcher)
     api = web.Application(middlewares=[guard])
     api[STATE] = state
     api.router.add_get("/environments", list_environments)
@@ -173,7 +182,7 @@ async def stop(api: web.Application) -> None:
     if state.executor is not None:
         # A cull or create still running finishes before the store closes under it.
         await asyncio.to_thread(state.executor.shutdown, True)
-    if state.launcher is not None:
+    if state.launcher is not None and state.owns_launcher:
         await asyncio.to_thread(state.launcher.close)
 
 

@@ -322,26 +322,23 @@ def install(app: web.Application, state: WebState) -> None:
 
 def install_from_config(app: web.Application, config: Any) -> None:
     """The web page on the configured launcher; on the embedded defaults, a first-run user."""
-    from asci_core.launcher.sessions import Launcher
+    from asci_core.launcher.shared import shared_launcher
 
     from .accounts import LocalAccounts
     from .first_run import ensure_users_file
 
     settings = config.web
-    launcher = Launcher.from_config(config)
+    holder = shared_launcher(app, config)  # the sessions API uses the same one
     if settings.ldap.url:
         from .ldap_directory import LdapDirectory
         directory = LdapDirectory(settings.ldap)
-        launcher.directory = directory  # sessions take uid/gid/groups from LDAP too
+        holder.use_directory(directory)  # sessions take uid/gid/groups from LDAP too
+        launcher = holder.get()
         accounts: Any = directory
     else:
+        launcher = holder.get()
         users = launcher.directory
         ensure_users_file(users.path, Path(config.stack.state_dir) / "web" / "first-run-password",
                           settings.first_run_user)
         accounts = LocalAccounts(users)
     install(app, WebState.build(settings, launcher, accounts))
-
-    async def close_launcher(_: web.Application) -> None:
-        launcher.close()
-
-    app.on_cleanup.append(close_launcher)

@@ -152,9 +152,9 @@ def test_a_real_asci_serve_makes_its_token_and_answers_the_cli(stack, tmp_path):
         proc.stdout.close()
 
 
-def test_asci_serve_on_the_embedded_defaults_offers_desktop_base_and_touches_nothing_without_users(stack, tmp_path):
-    """The default environment is there for a newcomer; with nobody in the users file, reconciling
-    would only remove session containers, so the launcher stays idle."""
+def test_asci_serve_on_the_embedded_defaults_offers_desktop_base_and_reconciles_only_its_scope(stack, tmp_path):
+    """The default environment is there for a newcomer, whose first-run user the web page creates;
+    the reconcile at start sees only sessions of the default scope (tests' sessions carry their own)."""
     import signal
 
     import yaml
@@ -171,8 +171,9 @@ def test_asci_serve_on_the_embedded_defaults_offers_desktop_base_and_touches_not
             line = proc.stdout.readline()
             assert line, f"asci serve exited: {seen}"
             seen.append(json.loads(line))
-        messages = [e["message"] for e in seen if e["component"] == "launcher"]
-        assert messages == ["sessions API ready", "launcher idle: no users in the users file, nothing reconciled or culled"]
+        launcher_lines = [e for e in seen if e["component"] == "launcher"]
+        assert [e["message"] for e in launcher_lines] == ["sessions API ready", "reconciled at start", "culling started"]
+        assert (tmp_path / "state/web/first-run-password").stat().st_mode & 0o777 == 0o600
         [env] = json.loads(asci(config, "environments", "list", "--json").stdout)
         assert (env["name"], env["title"]) == ("desktop-base", "Debian desktop")
         assert env["image"] == f"{stack.registry.address}/bl/desktop-base:latest"
