@@ -42,6 +42,7 @@ COMPONENT_MODULES: tuple[str, ...] = (
     "asci_logging.component",
     "asci_core.launcher.component",
     "alerts.component",
+    "asci_core.gpu.component",
 )
 
 

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   wrk                                # load generator of bench/autobuild_intake.py
   rsyslog rsyslog-elasticsearch      # the side-by-side contender of bench/logging_throughput.py
   pkg-config gcc python3-dev python3-venv   # systemd-python compiles against libsystemd
+  xvfb xauth libgl1-mesa-dri         # the development 3DX (gpu.three_dx): Xvfb +extension GLX on Mesa llvmpipe
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
