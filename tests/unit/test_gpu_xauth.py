@@ -73,3 +73,14 @@ def test_the_server_line_and_the_setup_request():
     request = setup_request(b"k" * 16)
     assert request[:12] == b"l\0\x0b\0\0\0\x12\0\x10\0\0\0" and len(request) % 4 == 0
     assert setup_request(None) == b"l\0\x0b\0\0\0\0\0\0\0\0\0"
+
+
+def test_the_3dx_is_a_stack_part_only_when_enabled():
+    from asci_core.config import parse_config
+    from asci_core.stack.manager import default_parts
+
+    assert "three_dx" not in [p.name for p in default_parts(parse_config(""))]
+    enabled = parse_config("gpu:\n  three_dx:\n    enabled: true\n    display: 77\n")
+    part = next(p for p in default_parts(enabled) if p.name == "three_dx")
+    assert part.managed and part.address == "unix:///tmp/.X11-unix/X77"
+    assert part.cookie_file == enabled.stack.state_dir / "gpu" / "three-dx.xauth"
