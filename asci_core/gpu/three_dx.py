@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asci_core.gpu import xauth
+# The launcher's own mount type: a grant's mounts go into a session's mounts as they are.
+from asci_core.launcher.session_spec import BindMount
 from asci_core.gpu.x11_probe import x_connection
 from asci_core.stack.part import Part, Probe, Started, StartError
 
@@ -85,13 +87,6 @@ class ThreeDxPart(Part):
 
 
 @dataclass(frozen=True)
-class BindMount:
-    source: str
-    target: str
-    read_only: bool = True
-
-
-@dataclass(frozen=True)
 class SessionGpuAccess:
     """What a session's container gets to use the node's 3DX: exactly two files, and where they are."""
 
@@ -120,7 +115,7 @@ def grant_session(server_cookie: Path, display: int, state_dir: Path, session: s
     xauth.write_private(copy, [xauth.wild_entry(display, cookie)], uid=uid, gid=gid)
     sock = str(socket_path(display))
     return SessionGpuAccess(
-        mounts=[BindMount(sock, sock), BindMount(str(copy), SESSION_COOKIE_TARGET)],
+        mounts=[BindMount(sock, sock, True), BindMount(str(copy), SESSION_COOKIE_TARGET, True)],
         environment={"XAUTHORITY": SESSION_COOKIE_TARGET, "ASCI_VGL_DISPLAY": f":{display}"},
         cookie_file=copy,
     )

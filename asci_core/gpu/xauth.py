@@ -12,12 +12,14 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from asci_core.errors import AsciError
+
 FAMILY_WILD = 0xFFFF
 MIT_MAGIC_COOKIE = b"MIT-MAGIC-COOKIE-1"
 COOKIE_BYTES = 16
 
 
-class XauthError(ValueError):
+class XauthError(AsciError, ValueError):
     """An authority file that is not in the Xau format."""
 
 
