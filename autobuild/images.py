@@ -157,12 +157,16 @@ def _context_files(folder: Path, offered: Mapping[str, Path]) -> dict[str, Path]
     return found
 
 
-def _require_context_files(spec: ImageSpec) -> None:
+def _missing_context_files(spec: ImageSpec) -> list[str]:
     listing = spec.folder / CONTEXT_FILES
     if not listing.is_file():
-        return
-    missing = [line.strip() for line in listing.read_text().splitlines()
-               if line.strip() and not line.startswith("#") and line.strip() not in spec.context_files]
+        return []
+    return [line.strip() for line in listing.read_text().splitlines()
+            if line.strip() and not line.startswith("#") and line.strip() not in spec.context_files]
+
+
+def _require_context_files(spec: ImageSpec) -> None:
+    missing = _missing_context_files(spec)
     if missing:
         raise BuildError("setup", f"images/{spec.name} needs {', '.join(missing)} in its build context: name the "
                                   f"file(s) in autobuild.image_files (image: {spec.name}, name: ..., path: ...)")
@@ -265,9 +269,21 @@ def build_family(client: docker.DockerClient, family: Family, names: list[str] |
     ids: dict[str, str] = {}
     revision = _git_revision()
     content_tags: dict[str, str] = {}
-    for name in family.order(names):
+    order = family.order(names)
+    if names is None:
+        # "Everything" means everything this site can build: an image whose files are not configured
+        # (and its children) is left out with a line saying why; named explicitly, it is an error.
+        unbuildable = {n for n in order if _missing_context_files(family.specs[n])}
+        for name in order:
+            if name in unbuildable or any(p in unbuildable for p in family.specs[name].parents):
+                unbuildable.add(name)
+        for name in sorted(unbuildable):
+            log.write(f"{name}: skipped, its build context needs files not configured in autobuild.image_files")
+        order = [n for n in order if n not in unbuildable]
+    for name in order:
+        _require_context_files(family.specs[name])
+    for name in order:
         spec = family.specs[name]
-        _require_context_files(spec)
         started = time.monotonic()
         repo = family.ref(name, tag).rsplit(":", 1)[0]
         # Children are built FROM their parent's content tag, never a tag that may move meanwhile.

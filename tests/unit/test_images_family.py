@@ -98,3 +98,22 @@ def test_the_gpu_desktop_asks_for_its_virtualgl_package():
     spec = Family(default_images_dir(), ACCESS, "debian:bookworm").specs["desktop-gpu"]
     assert spec.parents == ["desktop-base"]
     assert (spec.folder / "context-files").read_text().split() == ["virtualgl-package"]
+
+
+def test_building_everything_leaves_out_images_whose_files_are_not_configured(tmp_path):
+    from autobuild.images import build_family
+
+    folder(tmp_path, "gpu", "FROM debian:bookworm\nCOPY pkg /pkg\n", {"context-files": "pkg\n"})
+    folder(tmp_path, "gpu-child", CHILD % "gpu")
+    family = Family(tmp_path, ACCESS, "debian:bookworm")
+
+    class Log:
+        lines: list[str] = []
+
+        def write(self, line):
+            self.lines.append(line)
+    # Nothing else to build: no engine call happens, so no client is needed.
+    assert build_family(None, family, None, tag="t", push=False, log=Log()) == []
+    assert [line.split(":")[0] for line in Log.lines] == ["gpu", "gpu-child"]
+    with pytest.raises(BuildError, match="images/gpu needs pkg"):
+        build_family(None, family, ["gpu-child"], tag="t", push=False, log=Log())
