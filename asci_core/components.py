@@ -44,6 +44,7 @@ COMPONENT_MODULES: tuple[str, ...] = (
     "alerts.component",
     "asci_core.web.component",
     "asci_core.services.component",
+    "asci_core.gpu.component",
 )
 
 

@@ -7,6 +7,10 @@ so parents are always built first. Every image carries a label with a hash of it
 folder's files and modes, the parent's image id, the build arguments; for the platform image the
 distribution's sources too): building again with unchanged inputs is a cache hit with no call to
 `docker build`, so the tests build each image once per machine.
+
+A folder may name, one per line in its `context-files`, files its build context needs that are not
+in the repository (e.g. a site's VirtualGL package): the site's configuration says where each one is
+(`autobuild.image_files`), and the build copies them into the context and hashes their contents.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import docker
 import docker.errors
@@ -33,6 +37,7 @@ from registry.service import RegistryAccess
 
 INPUTS_LABEL = "asci.image.inputs"
 NAME_LABEL = "asci.image.name"
+CONTEXT_FILES = "context-files"  # names of files the context needs from configuration
 PLATFORM = "asci"  # the folder whose context also carries this repository's wheel
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 # What the platform image installs: changing any of these changes its inputs.
@@ -56,6 +61,7 @@ class ImageSpec:
     declared_args: set[str]
     parents: list[str] = field(default_factory=list)  # family members it is built FROM
     external_bases: list[str] = field(default_factory=list)  # e.g. debian:bookworm
+    context_files: dict[str, Path] = field(default_factory=dict)  # name in the context -> file on this host
 
 
 @dataclass
@@ -72,7 +78,9 @@ class BuildOutcome:
 class Family:
     """The images under IMAGES_DIR, for one registry address and base image."""
 
-    def __init__(self, images_dir: Path, access: RegistryAccess, base_image: str):
+    def __init__(self, images_dir: Path, access: RegistryAccess, base_image: str,
+                 context_files: Mapping[str, Mapping[str, Path]] | None = None):
+        """CONTEXT_FILES: image folder name -> {name in its build context: file on this host}."""
         self.images_dir = images_dir
         self.access = access
         self.base_image = base_image
@@ -84,13 +92,15 @@ class Family:
             text = dockerfile.read_text()
             declared = {line.split()[1].split("=", 1)[0] for line in text.splitlines()
                         if line.strip().upper().startswith("ARG ") and len(line.split()) > 1}
-            self.specs[name] = ImageSpec(name, dockerfile.parent, repository_of(name), declared)
+            self.specs[name] = ImageSpec(name, dockerfile.parent, repository_of(name), declared,
+                                         context_files=_context_files(dockerfile.parent, (context_files or {}).get(name, {})))
         by_image = {f"{access.address}/{s.repository}": s.name for s in self.specs.values()}
         for spec in self.specs.values():
             for line in parse_from_lines((spec.folder / "Dockerfile").read_text(), self.build_args(spec, "latest")):
                 image_name = split_reference(line.image)[0]
                 if image_name in by_image:
-                    spec.parents.append(by_image[image_name])
+                    if by_image[image_name] not in spec.parents:  # a multi-stage build names it twice
+                        spec.parents.append(by_image[image_name])
                 elif line.image not in spec.external_bases:
                     spec.external_bases.append(line.image)
 
@@ -127,6 +137,41 @@ class Family:
         return 0 if not parents else 1 + max(self.depth(p) for p in parents)
 
 
+def _context_files(folder: Path, offered: Mapping[str, Path]) -> dict[str, Path]:
+    """The files FOLDER's `context-files` asks for, each found where the configuration says."""
+    listing = folder / CONTEXT_FILES
+    wanted = [line.strip() for line in listing.read_text().splitlines()
+              if line.strip() and not line.startswith("#")] if listing.is_file() else []
+    unasked = sorted(set(offered) - set(wanted))
+    if unasked:
+        raise BuildError("setup", f"images/{folder.name} does not use {', '.join(unasked)} "
+                                  f"(its {CONTEXT_FILES} lists: {', '.join(wanted) or 'nothing'})")
+    found: dict[str, Path] = {}
+    for name in wanted:
+        if name not in offered:
+            continue  # only an error when this image is built: see _require_context_files
+        path = Path(offered[name])
+        if not path.is_file():
+            raise BuildError("setup", f"images/{folder.name} needs {name}: {path} is not a readable file")
+        found[name] = path
+    return found
+
+
+def _missing_context_files(spec: ImageSpec) -> list[str]:
+    listing = spec.folder / CONTEXT_FILES
+    if not listing.is_file():
+        return []
+    return [line.strip() for line in listing.read_text().splitlines()
+            if line.strip() and not line.startswith("#") and line.strip() not in spec.context_files]
+
+
+def _require_context_files(spec: ImageSpec) -> None:
+    missing = _missing_context_files(spec)
+    if missing:
+        raise BuildError("setup", f"images/{spec.name} needs {', '.join(missing)} in its build context: name the "
+                                  f"file(s) in autobuild.image_files (image: {spec.name}, name: ..., path: ...)")
+
+
 def _files(folder: Path) -> Iterator[Path]:
     for path in sorted(folder.rglob("*")):
         if "__pycache__" in path.parts or path.suffix == ".pyc":
@@ -147,6 +192,9 @@ def inputs_hash(spec: ImageSpec, parent_ids: list[str], build_args: dict[str, st
     for path in _files(spec.folder):
         mode = "link" if path.is_symlink() else oct(path.stat().st_mode & 0o777)
         add(str(path.relative_to(spec.folder)), mode, os.readlink(path) if path.is_symlink() else path.read_bytes())
+    add("context files")
+    for name, path in sorted(spec.context_files.items()):
+        add(name, hashlib.sha256(path.read_bytes()).hexdigest())
     add("parents", *parent_ids)
     add("args", *(f"{k}={v}" for k, v in sorted(build_args.items())))
     if spec.name == PLATFORM:
@@ -221,7 +269,20 @@ def build_family(client: docker.DockerClient, family: Family, names: list[str] |
     ids: dict[str, str] = {}
     revision = _git_revision()
     content_tags: dict[str, str] = {}
-    for name in family.order(names):
+    order = family.order(names)
+    if names is None:
+        # "Everything" means everything this site can build: an image whose files are not configured
+        # (and its children) is left out with a line saying why; named explicitly, it is an error.
+        unbuildable = {n for n in order if _missing_context_files(family.specs[n])}
+        for name in order:
+            if name in unbuildable or any(p in unbuildable for p in family.specs[name].parents):
+                unbuildable.add(name)
+        for name in sorted(unbuildable):
+            log.write(f"{name}: skipped, its build context needs files not configured in autobuild.image_files")
+        order = [n for n in order if n not in unbuildable]
+    for name in order:
+        _require_context_files(family.specs[name])
+    for name in order:
         spec = family.specs[name]
         started = time.monotonic()
         repo = family.ref(name, tag).rsplit(":", 1)[0]
@@ -252,6 +313,11 @@ def build_family(client: docker.DockerClient, family: Family, names: list[str] |
                 if name == PLATFORM:
                     context = Path(scratch) / "context"
                     platform_context(spec, context, log)
+                elif spec.context_files:
+                    context = Path(scratch) / "context"
+                    shutil.copytree(spec.folder, context)
+                    for file_name, path in spec.context_files.items():
+                        shutil.copyfile(path, context / file_name)
                 image_id = builder.build_image(client, context=context, dockerfile=context / "Dockerfile", ref=ref,
                                                build_args=args, labels=labels, log=log)
             was_cached = False

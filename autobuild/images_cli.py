@@ -53,7 +53,8 @@ class _StderrLog:
 
 def _family(args: argparse.Namespace) -> Family:
     config = args.config_obj
-    return Family(args.dir or default_images_dir(), registry_access(config), config.stack.base_image.name)
+    return Family(args.dir or default_images_dir(), registry_access(config), config.stack.base_image.name,
+                  context_files=config.autobuild.context_files())
 
 
 def _client(args: argparse.Namespace) -> docker.DockerClient:

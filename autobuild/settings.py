@@ -22,6 +22,15 @@ class BitbucketHostSettings:
 
 
 @dataclass(frozen=True)
+class ImageFileSettings:
+    image: str = setting(help="image folder under images/, e.g. desktop-gpu", check="word")
+    name: str = setting(help="the file's name in that image's build context, as its context-files lists it, "
+                             "e.g. virtualgl-package", check="word")
+    path: Path = setting(help="the file on this host (relative: to the configuration file), e.g. the site's "
+                              "VirtualGL .deb or source tarball")
+
+
+@dataclass(frozen=True)
 class RepositorySettings:
     name: str = setting(help="Bitbucket PROJECT/slug (Server) or workspace/slug (Cloud), e.g. BL/desktop-base", check="repo")
     webhook_secret: Secret = setting(help="HMAC secret of the repository's webhook")
@@ -62,6 +71,16 @@ class AutobuildSettings:
                                      check="url")
     hosts: list[BitbucketHostSettings] = setting(default_factory=list, help="Bitbucket hosts that send webhooks")
     repositories: list[RepositorySettings] = setting(default_factory=list, help="repositories that build images")
+    image_files: list[ImageFileSettings] = setting(
+        default_factory=list, help="files `asci images build` adds to an image's build context from this host "
+                                   "(e.g. desktop-gpu's virtualgl-package)")
+
+    def context_files(self) -> dict[str, dict[str, Path]]:
+        """image folder -> {name in its build context: file on this host}, for autobuild.images.Family."""
+        found: dict[str, dict[str, Path]] = {}
+        for entry in self.image_files:
+            found.setdefault(entry.image, {})[entry.name] = entry.path
+        return found
 
     def problems(self) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
@@ -77,4 +96,9 @@ class AutobuildSettings:
             if repo.name.lower() in seen:
                 found.append((f"repositories[{i}].name", f"repository {repo.name!r} is configured twice"))
             seen.add(repo.name.lower())
+        files: set[tuple[str, str]] = set()
+        for i, entry in enumerate(self.image_files):
+            if (entry.image, entry.name) in files:
+                found.append((f"image_files[{i}]", f"{entry.image}'s {entry.name} is configured twice"))
+            files.add((entry.image, entry.name))
         return found

@@ -17,6 +17,7 @@ APT_PACKAGES=(
   novnc python3-websockify websockify  # the browser viewer served under /novnc/; websockify for bench/
   tigervnc-standalone-server tigervnc-tools  # a host Xvnc (and vncpasswd) the proxy tests relay to
   chromium chromium-driver           # the browser test; installed with the pinned libsystemd-dev below
+  xvfb xauth libgl1-mesa-dri         # the development 3DX (gpu.three_dx): Xvfb +extension GLX on Mesa llvmpipe
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -11,7 +11,7 @@ from typing import Callable
 
 import docker
 
-from autobuild.images import BuildOutcome, Family, build_family, default_images_dir
+from autobuild.images import SOURCE_ROOT, BuildOutcome, Family, build_family, default_images_dir
 from tests.conftest import LABELS
 
 TAG = "latest"  # the README's tag: the tests and a newcomer's first command share their cache
@@ -29,8 +29,14 @@ class _QuietLog:
         self.lines.append(chunk)
 
 
+# What a site configures as autobuild.image_files; the tests point it at the vendored source.
+VENDOR = SOURCE_ROOT.parent / "shared" / "vendor"
+CONTEXT_FILES = {"desktop-gpu": {"virtualgl-package": VENDOR / "virtualgl-3.1.4.tar.gz"}}
+
+
 def family(stack) -> Family:
-    return Family(default_images_dir(), stack.registry, stack.config.stack.base_image.name)
+    return Family(default_images_dir(), stack.registry, stack.config.stack.base_image.name,
+                  context_files=CONTEXT_FILES)
 
 
 def image(stack, client: docker.DockerClient, name: str) -> BuildOutcome:

@@ -63,7 +63,57 @@ def test_inputs_change_with_files_modes_parents_and_arguments_only(tmp_path):
 def test_the_repository_family_maps_folders_to_registry_repositories():
     family = Family(default_images_dir(), ACCESS, "debian:bookworm")
     assert {n: s.repository for n, s in family.specs.items()} == {
-        "desktop-base": "bl/desktop-base", "imaging": "bl/imaging", "xfm": "bl/xfm", "mx": "bl/mx",
+        "desktop-base": "bl/desktop-base", "imaging": "bl/imaging", "xfm": "bl/xfm", "mx": "bl/mx", "desktop-gpu": "bl/desktop-gpu",
         "asci": "asci/platform"}
     assert family.order()[0] in ("asci", "desktop-base")
     assert family.order(["xfm"]) == ["desktop-base", "xfm"]
+
+
+def test_context_files_come_from_configuration_and_are_part_of_the_inputs(tmp_path):
+    folder(tmp_path, "gpu", "FROM debian:bookworm\nCOPY pkg /pkg\n", {"context-files": "# from the site\npkg\n"})
+    package = tmp_path / "site-package.tar.gz"
+    package.write_bytes(b"first")
+    spec = Family(tmp_path, ACCESS, "debian:bookworm", context_files={"gpu": {"pkg": package}}).specs["gpu"]
+    assert spec.context_files == {"pkg": package}
+    first = inputs_hash(spec, [], {})
+    package.write_bytes(b"second")
+    assert inputs_hash(spec, [], {}) != first
+
+
+def test_context_files_that_are_missing_unknown_or_unconfigured_are_clear_errors(tmp_path):
+    folder(tmp_path, "gpu", "FROM debian:bookworm\nCOPY pkg /pkg\n", {"context-files": "pkg\n"})
+    with pytest.raises(BuildError, match="needs pkg: .*nowhere.tar.gz is not a readable file"):
+        Family(tmp_path, ACCESS, "debian:bookworm", context_files={"gpu": {"pkg": tmp_path / "nowhere.tar.gz"}})
+    with pytest.raises(BuildError, match="does not use other"):
+        Family(tmp_path, ACCESS, "debian:bookworm", context_files={"gpu": {"other": tmp_path}})
+    # Unconfigured: the family still loads (other images build); building this one says what to set.
+    from autobuild.images import _require_context_files
+
+    family = Family(tmp_path, ACCESS, "debian:bookworm")
+    with pytest.raises(BuildError, match="needs pkg in its build context: name the file.*autobuild.image_files"):
+        _require_context_files(family.specs["gpu"])
+
+
+def test_the_gpu_desktop_asks_for_its_virtualgl_package():
+    spec = Family(default_images_dir(), ACCESS, "debian:bookworm").specs["desktop-gpu"]
+    assert spec.parents == ["desktop-base"]
+    assert (spec.folder / "context-files").read_text().split() == ["virtualgl-package"]
+
+
+def test_building_everything_leaves_out_images_whose_files_are_not_configured(tmp_path):
+    from autobuild.images import build_family
+
+    folder(tmp_path, "gpu", "FROM debian:bookworm\nCOPY pkg /pkg\n", {"context-files": "pkg\n"})
+    folder(tmp_path, "gpu-child", CHILD % "gpu")
+    family = Family(tmp_path, ACCESS, "debian:bookworm")
+
+    class Log:
+        lines: list[str] = []
+
+        def write(self, line):
+            self.lines.append(line)
+    # Nothing else to build: no engine call happens, so no client is needed.
+    assert build_family(None, family, None, tag="t", push=False, log=Log()) == []
+    assert [line.split(":")[0] for line in Log.lines] == ["gpu", "gpu-child"]
+    with pytest.raises(BuildError, match="images/gpu needs pkg"):
+        build_family(None, family, ["gpu-child"], tag="t", push=False, log=Log())

@@ -18,8 +18,8 @@ CORE = ROOT / "asci_core"
 # Every module directly in asci_core/ and everything in asci_core/stack/; the upper floors are packages of their own.
 PLUMBING = sorted([*CORE.glob("*.py"), *(CORE / "stack").rglob("*.py")])
 FORBIDDEN = ("autobuild", "registry", "asci_logging", "alerts",
-             "asci_core.launcher", "asci_core.web", "asci_core.services")
-COMPONENT_CODE = [p for d in ("autobuild", "registry", "logging/asci_logging", "alerts") for p in (ROOT / d).rglob("*.py")]
+             "asci_core.launcher", "asci_core.web", "asci_core.services", "asci_core.gpu")
+COMPONENT_CODE = [p for d in ("autobuild", "registry", "logging/asci_logging", "alerts", "asci_core/gpu") for p in (ROOT / d).rglob("*.py")]
 
 
 def imported_modules(source: str) -> set[str]:
@@ -71,7 +71,7 @@ def test_every_component_module_is_registered_and_light():
     from asci_core.components import COMPONENT_MODULES, components
 
     assert [c.name for c in components()] == ["autobuild", "registry", "logging", "launcher", "alerts", "web",
-                                              "services"]
+                                              "services", "gpu"]
     for module in COMPONENT_MODULES:
         path = ROOT / (module.replace("asci_logging", "logging/asci_logging").replace(".", "/") + ".py")
         top_level = {m for n in ast.parse(path.read_text()).body if isinstance(n, (ast.Import, ast.ImportFrom))
