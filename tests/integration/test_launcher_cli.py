@@ -172,7 +172,11 @@ def test_asci_serve_on_the_embedded_defaults_offers_desktop_base_and_reconciles_
             assert line, f"asci serve exited: {seen}"
             seen.append(json.loads(line))
         launcher_lines = [e for e in seen if e["component"] == "launcher"]
-        assert [e["message"] for e in launcher_lines] == ["sessions API ready", "reconciled at start", "culling started"]
+        # Only the order of these three: a default-scope session a developer's own `asci serve` runs on this
+        # engine may be adopted in between (one launcher per engine is the production rule).
+        messages = [e["message"] for e in launcher_lines
+                    if e["message"] in ("sessions API ready", "reconciled at start", "culling started")]
+        assert messages == ["sessions API ready", "reconciled at start", "culling started"]
         assert (tmp_path / "state/web/first-run-password").stat().st_mode & 0o777 == 0o600
         [env] = json.loads(asci(config, "environments", "list", "--json").stdout)
         assert (env["name"], env["title"]) == ("desktop-base", "Debian desktop")
