@@ -320,6 +320,18 @@ def install(app: web.Application, state: WebState) -> None:
     app.on_cleanup.append(close)
 
 
+def page_url(config: Any) -> str:
+    """Where a browser on this machine finds the page (the configured origin when there is one)."""
+    if config.web.origin:
+        return config.web.origin.rstrip("/") + "/"
+    host = config.server.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.server.port}/"
+
+
 def install_from_config(app: web.Application, config: Any) -> None:
     """The web page on the configured launcher; on the embedded defaults, a first-run user."""
     from asci_core.launcher.shared import shared_launcher
@@ -339,6 +351,6 @@ def install_from_config(app: web.Application, config: Any) -> None:
         launcher = holder.get()
         users = launcher.directory
         ensure_users_file(users.path, Path(config.stack.state_dir) / "web" / "first-run-password",
-                          settings.first_run_user)
+                          settings.first_run_user, page_url=page_url(config))
         accounts = LocalAccounts(users)
     install(app, WebState.build(settings, launcher, accounts))

@@ -17,8 +17,10 @@ import yaml
 FIRST_UID = 1000
 
 
-def ensure_users_file(users_file: Path, password_file: Path, name: str, uid: int = FIRST_UID) -> bool:
-    """Create USERS_FILE with NAME when it does not exist; True when it was created."""
+def ensure_users_file(users_file: Path, password_file: Path, name: str, uid: int = FIRST_UID,
+                      page_url: str = "the web page") -> bool:
+    """Create USERS_FILE with NAME when it does not exist; True when it was created.
+    PAGE_URL is where the newcomer logs in: the message names it, so nothing needs guessing."""
     if users_file.exists():
         return False
     password = secrets.token_urlsafe(12)
@@ -26,7 +28,7 @@ def ensure_users_file(users_file: Path, password_file: Path, name: str, uid: int
              "password_hash": bcrypt.hashpw(password.encode(), bcrypt.gensalt(12)).decode()}
     _write_private(password_file, f"user: {name}\npassword: {password}\n")
     _write_private(users_file, yaml.safe_dump({"users": [entry]}, sort_keys=False))
-    print(f"asci: first run — log in at the web page as {name!r} with password {password}\n"
+    print(f"asci: first run — open {page_url} and log in as {name!r} with password {password}\n"
           f"asci: (also kept in {password_file}, readable only by you)", file=sys.stderr, flush=True)
     return True
 

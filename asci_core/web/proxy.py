@@ -30,6 +30,25 @@ TOKEN_PREFIX = "asci-token."
 CONNECT_TIMEOUT = 10.0
 TOUCH_INTERVAL = 30.0
 READ_SIZE = 256 * 1024
+REFUSED_RETRY = 0.05
+
+
+async def open_upstream(address: str, port: int, timeout: float = CONNECT_TIMEOUT
+                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """The session's VNC port. A session is ready once its container runs, and its Xvnc needs a
+    moment more to listen: a refused connection is tried again until TIMEOUT, so the first Connect
+    after Start reaches the desktop instead of failing and waiting for the viewer's back-off."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            # A 1 MiB stream buffer: the desktop's bursts leave as few, large WebSocket messages.
+            return await asyncio.wait_for(asyncio.open_connection(address, port, limit=READ_SIZE * 4),
+                                          max(0.01, deadline - loop.time()))
+        except ConnectionRefusedError:
+            if loop.time() + REFUSED_RETRY >= deadline:
+                raise
+            await asyncio.sleep(REFUSED_RETRY)
 
 
 def offered_token(request: web.Request) -> tuple[str | None, str | None]:
@@ -77,10 +96,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 
     connection = grant.connection
     try:
-        # A 1 MiB stream buffer: the desktop's bursts leave as few, large WebSocket messages.
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(connection.address, connection.port,
-                                                                        limit=READ_SIZE * 4),
-                                                CONNECT_TIMEOUT)
+        reader, writer = await open_upstream(connection.address, connection.port)
     except (OSError, asyncio.TimeoutError) as exc:
         log.error("session VNC not reachable", session=session, user=user, reason=str(exc) or type(exc).__name__)
         return web.json_response({"error": "the desktop is not answering"}, status=502)
@@ -129,6 +145,8 @@ async def _relay(state: WebState, ws: web.WebSocketResponse, reader: asyncio.Str
                 if reply:
                     await ws.send_bytes(reply)
             if data:
+                if writer.is_closing():
+                    return  # the desktop went away (its session is stopping) while the browser typed
                 writer.write(data)
                 await writer.drain()
 

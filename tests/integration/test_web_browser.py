@@ -1,9 +1,10 @@
 """End to end in headless Chromium: log in, start, connect, see desktop pixels through noVNC and the proxy.
 
 The session is a real container started by the real launcher through the page; its
-VNC server is a host Xvnc (the desktop image is built on another branch), so
-the launcher's connect — which does set a one-time password in the session — is
-followed by pointing the Connection at the host Xvnc and its password.
+VNC server is a host Xvnc, so the launcher's connect — which does set a one-time
+password in the session — is followed by pointing the Connection at the host Xvnc.
+What this adds beside test_web_browser_desktop.py (the real desktop image): a hostile
+environment title shown as text, and the page on a phone-sized screen.
 """
 from __future__ import annotations
 
@@ -20,21 +21,13 @@ from tests.conftest import LABELS
 from tests.integration.launcher_support import tiny_environment
 from tests.integration.web_support import EVIL_TITLE, PASSWORDS, web_state
 from tests.support.chrome import Chrome, wait_until
+from tests.support.novnc import CANVAS_COLOURS
 from tests.support.web_app import ServedApp, start_host_xvnc
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DOCKERFILE = f"""FROM asci/tiny:latest
 RUN mkdir -p /usr/local/bin && printf '#!/bin/sh\\nread -r p\\n' > {PASSWORD_COMMAND} && chmod 755 {PASSWORD_COMMAND}
-"""
-# Distinct colours in the noVNC canvas (sampled on a grid): a black or blank screen has one.
-CANVAS_COLOURS = """
-const canvas = document.querySelector('#screen canvas');
-if (!canvas || !canvas.width) return 0;
-const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-const seen = new Set();
-for (let i = 0; i < data.length; i += 4 * 97) seen.add(data[i] + ',' + data[i+1] + ',' + data[i+2]);
-return seen.size;
 """
 
 
