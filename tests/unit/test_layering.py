@@ -19,7 +19,8 @@ CORE = ROOT / "asci_core"
 PLUMBING = sorted([*CORE.glob("*.py"), *(CORE / "stack").rglob("*.py")])
 FORBIDDEN = ("autobuild", "registry", "asci_logging", "alerts",
              "asci_core.launcher", "asci_core.web", "asci_core.services", "asci_core.gpu")
-COMPONENT_CODE = [p for d in ("autobuild", "registry", "logging/asci_logging", "alerts", "asci_core/gpu") for p in (ROOT / d).rglob("*.py")]
+COMPONENT_CODE = [p for d in ("autobuild", "registry", "logging/asci_logging", "alerts", "asci_core/launcher", "asci_core/web",
+                                "asci_core/services", "asci_core/gpu") for p in (ROOT / d).rglob("*.py")]
 
 
 def imported_modules(source: str) -> set[str]:
