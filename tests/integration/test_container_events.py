@@ -1,0 +1,97 @@
+"""The container-exits feed against the real engine: a crash loop and an OOM kill become the exact
+`container exited` lines the alert rules read, and the follower stops cleanly."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+
+from asci_core.jsonlog import JsonFormatter
+from asci_core.launcher.container_events import ContainerEventFollower, ContainerExit, log_exit
+from tests.conftest import LABELS
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.exits: list[ContainerExit] = []
+        self.changed = threading.Condition()
+
+    def __call__(self, exit: ContainerExit) -> None:
+        with self.changed:
+            self.exits.append(exit)
+            self.changed.notify_all()
+
+    def wait_for(self, names: set[str], counts: dict[str, int], timeout: float = 90) -> list[ContainerExit]:
+        def mine() -> list[ContainerExit]:
+            return [e for e in self.exits if e.container in names]
+
+        def done() -> bool:
+            got = mine()
+            return all(sum(e.container == n for e in got) >= c for n, c in counts.items())
+
+        with self.changed:
+            assert self.changed.wait_for(done, timeout), f"exits seen: {mine()}"
+            return mine()
+
+
+def test_crash_loop_and_oom_kill_become_exit_lines(docker_client, config, unique):
+    sink = Sink()
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("asci.launcher")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+
+    def emit(exit: ContainerExit) -> None:
+        log_exit(exit)   # the real line, through ASCI's JSON logger
+        sink(exit)
+
+    follower = ContainerEventFollower(config.stack.docker.socket, emit=emit)
+    follower.start()
+    try:
+        assert follower.wait_connected(30)
+        looping, hungry = unique("loop"), unique("oom")
+        docker_client.containers.run(
+            "asci/tiny:latest", ["sh", "-c", "exit 3"], name=looping, detach=True,
+            labels={**LABELS, "asci.component": "session", "asci.user": "alice"},
+            restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
+        docker_client.containers.run(
+            "asci/tiny:latest", ["sh", "-c", "x=a; while true; do x=$x$x; done"], name=hungry, detach=True,
+            labels={**LABELS, "asci.component": "webhooks"}, mem_limit="8m", memswap_limit="8m")
+        docker_client.containers.run("asci/tiny:latest", ["sh", "-c", "exit 5"], detach=True,
+                                     name=unique("unlabelled"), labels=LABELS).wait(timeout=60)
+        seen = sink.wait_for({looping, hungry}, {looping: 3, hungry: 1})
+    finally:
+        follower.stop()
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert not follower._thread.is_alive()
+
+    assert [e for e in seen if e.container == looping] == [
+        ContainerExit(looping, 3, False, n, "session", "alice") for n in range(3)]
+    assert [e for e in seen if e.container == hungry] == [ContainerExit(hungry, 137, True, 0, "webhooks")]
+    assert not [e for e in sink.exits if "unlabelled" in e.container]
+
+    written = [json.loads(line) for line in lines.getvalue().splitlines()]
+    oom_lines = [w for w in written if w.get("container") == hungry]
+    assert len(oom_lines) == 1
+    line = oom_lines[0]
+    assert (line["level"], line["component"], line["message"]) == ("warning", "launcher", "container exited")
+    assert {k: line[k] for k in ("container", "exit_code", "oom_killed", "restarts")} == {
+        "container": hungry, "exit_code": 137, "oom_killed": True, "restarts": 0}
+    assert [w["restarts"] for w in written if w.get("container") == looping] == [0, 1, 2]
+
+
+def test_follower_without_an_engine_backs_off_and_stops_at_once(tmp_path):
+    # No engine at the address: the follower backs off, and stop() ends it at once.
+    follower = ContainerEventFollower(tmp_path / "no-engine.sock", emit=lambda exit: None, max_backoff=1)
+    follower.start()
+    assert not follower.wait_connected(0.5)
+    started = time.monotonic()
+    follower.stop()
+    assert not follower._thread.is_alive()
+    assert time.monotonic() - started < 5
