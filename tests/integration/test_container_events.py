@@ -95,3 +95,42 @@ def test_follower_without_an_engine_backs_off_and_stops_at_once(tmp_path):
     follower.stop()
     assert not follower._thread.is_alive()
     assert time.monotonic() - started < 5
+
+
+def test_the_sessions_api_runs_the_follower_and_stops_it(stack, tmp_path, docker_client, unique, caplog):
+    from asci_core.launcher import http
+    from tests.integration.launcher_api_support import ServedApi, write_config
+    from tests.integration.launcher_support import make_data
+
+    make_data(tmp_path / "fs", ("alice", 5001))
+    served = ServedApi(write_config(tmp_path, str(stack.config.stack.docker.socket), tmp_path / "fs"), LABELS).start()
+    try:
+        follower = served.api[http.STATE].events
+        assert follower is not None and follower.wait_connected(30)
+        name = unique("svc")
+        with caplog.at_level(logging.INFO, logger="asci.launcher"):
+            docker_client.containers.run("asci/tiny:latest", ["sh", "-c", "exit 4"], name=name, detach=True,
+                                         labels={**LABELS, "asci.component": "webhooks"})
+            deadline = time.monotonic() + 60
+
+            def mine() -> list[logging.LogRecord]:
+                return [r for r in caplog.records
+                        if r.getMessage() == "container exited" and r.fields.get("container") == name]
+
+            while not mine() and time.monotonic() < deadline:
+                time.sleep(0.1)  # polling the captured records: the line itself is the event waited on
+        (record,) = mine()
+        assert record.fields == {"container": name, "exit_code": 4, "oom_killed": False, "restarts": 0,
+                                 "container_component": "webhooks"}
+    finally:
+        served.stop()
+    assert not follower._thread.is_alive()
+
+    off = tmp_path / "off"
+    off.mkdir()
+    served = ServedApi(write_config(off, str(stack.config.stack.docker.socket), tmp_path / "fs",
+                                    api={"container_events": False}), LABELS).start()
+    try:
+        assert served.api[http.STATE].events is None
+    finally:
+        served.stop()
