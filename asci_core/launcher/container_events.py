@@ -10,10 +10,16 @@ joined so one line carries `oom_killed: true`. `restarts` counts the exits of th
 name this follower saw in the RESTART_WINDOW before this one (not the engine's RestartCount,
 which only a restart policy raises and which a container started again by hand resets); a
 follower started after a crash loop began counts from its own start.
+
+Engine 20.10 on cgroup v2 misses some OOM kills: when the killed process was the container's
+only one, the cgroup can be gone before the engine reads its memory events, so neither an `oom`
+event nor State.OOMKilled says so (the exit code is 137, like any SIGKILL). Such an exit is
+logged with `oom_killed: false`; a kill of one process in a container that lives on is seen.
 """
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import threading
 from dataclasses import dataclass
@@ -21,6 +27,8 @@ from typing import Any, Callable, Deque
 
 from asci_core.jsonlog import get_logger
 from asci_core.stack.docker_engine import docker_client
+
+from .sizes import format_size
 
 log = get_logger("launcher")
 
@@ -41,6 +49,7 @@ class ContainerExit:
     restarts: int
     component: str
     user: str | None = None
+    memory_limit: str | None = None
 
     def fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"container": self.container, "exit_code": self.exit_code,
@@ -48,6 +57,8 @@ class ContainerExit:
                                   "container_component": self.component}
         if self.user:
             fields["user"] = self.user
+        if self.memory_limit:
+            fields["memory_limit"] = self.memory_limit
         return fields
 
 
@@ -197,7 +208,19 @@ class ContainerEventFollower:
             exit = self.tracker.feed(event)
             if exit is not None:
                 try:
-                    self.emit(exit)
+                    self.emit(self._with_engine_state(client, exit, event))
                 except Exception as exc:  # one bad emit must not end the feed for every other container
                     log.error("container exit not logged", reason=str(exc) or type(exc).__name__)
         self._close()
+
+    @staticmethod
+    def _with_engine_state(client: Any, exit: ContainerExit, event: dict[str, Any]) -> ContainerExit:
+        """Adds what the die event does not carry: the memory limit (for the OOM alert's text), and
+        the engine's own OOMKilled flag when its oom event came late or not at all."""
+        try:
+            attrs = client.api.inspect_container((event.get("Actor") or {}).get("ID"))
+        except Exception:  # removed already (auto_remove) or the engine went away: the line goes out as it is
+            return exit
+        memory = (attrs.get("HostConfig") or {}).get("Memory")
+        oom_killed = exit.oom_killed or bool((attrs.get("State") or {}).get("OOMKilled"))
+        return dataclasses.replace(exit, oom_killed=oom_killed, memory_limit=format_size(memory) if memory else None)

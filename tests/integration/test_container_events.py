@@ -54,17 +54,30 @@ def test_crash_loop_and_oom_kill_become_exit_lines(docker_client, config, unique
     follower.start()
     try:
         assert follower.wait_connected(30)
-        looping, hungry = unique("loop"), unique("oom")
+        looping = unique("loop")
         docker_client.containers.run(
             "asci/tiny:latest", ["sh", "-c", "exit 3"], name=looping, detach=True,
             labels={**LABELS, "asci.component": "session", "asci.user": "alice"},
             restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
-        docker_client.containers.run(
-            "asci/tiny:latest", ["sh", "-c", "x=a; while true; do x=$x$x; done"], name=hungry, detach=True,
-            labels={**LABELS, "asci.component": "webhooks"}, mem_limit="8m", memswap_limit="8m")
         docker_client.containers.run("asci/tiny:latest", ["sh", "-c", "exit 5"], detach=True,
                                      name=unique("unlabelled"), labels=LABELS).wait(timeout=60)
-        seen = sink.wait_for({looping, hungry}, {looping: 3, hungry: 1})
+        # The kernel kills the inner shell, the outer one ends the container a second later. The
+        # engine (20.10, cgroup v2) misses an OOM kill now and then (module note): the feed must
+        # agree with the engine's own verdict on each, and a kill the engine saw must be flagged.
+        verdicts: dict[str, bool] = {}
+        for attempt in range(6):
+            hungry = unique(f"oom{attempt}")
+            container = docker_client.containers.run(
+                "asci/tiny:latest", ["sh", "-c", 'sh -c "x=a; while true; do x=\\$x\\$x; done"; sleep 1; exit 137'],
+                name=hungry, detach=True, labels={**LABELS, "asci.component": "webhooks"},
+                mem_limit="8m", memswap_limit="8m")
+            container.wait(timeout=60)
+            container.reload()
+            verdicts[hungry] = container.attrs["State"]["OOMKilled"]
+            if verdicts[hungry]:
+                break
+        assert True in verdicts.values(), "the engine never reported an OOM kill"
+        seen = sink.wait_for({looping, *verdicts}, {looping: 3, **{name: 1 for name in verdicts}})
     finally:
         follower.stop()
         logger.removeHandler(handler)
@@ -73,16 +86,15 @@ def test_crash_loop_and_oom_kill_become_exit_lines(docker_client, config, unique
 
     assert [e for e in seen if e.container == looping] == [
         ContainerExit(looping, 3, False, n, "session", "alice") for n in range(3)]
-    assert [e for e in seen if e.container == hungry] == [ContainerExit(hungry, 137, True, 0, "webhooks")]
+    assert [e for e in seen if e.container in verdicts] == [
+        ContainerExit(name, 137, oom, 0, "webhooks", memory_limit="8 MiB") for name, oom in verdicts.items()]
     assert not [e for e in sink.exits if "unlabelled" in e.container]
 
     written = [json.loads(line) for line in lines.getvalue().splitlines()]
-    oom_lines = [w for w in written if w.get("container") == hungry]
-    assert len(oom_lines) == 1
-    line = oom_lines[0]
+    (line,) = [w for w in written if w.get("container") == hungry]   # the one the engine saw killed
     assert (line["level"], line["component"], line["message"]) == ("warning", "launcher", "container exited")
-    assert {k: line[k] for k in ("container", "exit_code", "oom_killed", "restarts")} == {
-        "container": hungry, "exit_code": 137, "oom_killed": True, "restarts": 0}
+    assert {k: line[k] for k in ("container", "exit_code", "oom_killed", "restarts", "memory_limit")} == {
+        "container": hungry, "exit_code": 137, "oom_killed": True, "restarts": 0, "memory_limit": "8 MiB"}
     assert [w["restarts"] for w in written if w.get("container") == looping] == [0, 1, 2]
 
 
