@@ -30,7 +30,9 @@ from asci_core.stack.docker_engine import docker_client
 
 from .sizes import format_size
 
-log = get_logger("launcher")
+# Its own component name: the launcher's lines stay the launcher's, and exits of any ASCI container
+# (services too) are not mistaken for the session launcher speaking.
+log = get_logger("containers")
 
 EXIT_MESSAGE = "container exited"
 COMPONENT_LABEL = "asci.component"

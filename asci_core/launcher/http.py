@@ -126,12 +126,12 @@ async def start(api: web.Application) -> None:
     path = admin_token_path(state.config)
     state.ring = token_ring(state.config, await state.run(ensure_admin_token, path))
     state.launcher = await state.run(state.make_launcher)
-    log.info("sessions API ready", prefix=PREFIX, admin_token_file=str(path), tokens=len(state.settings.tokens))
     if state.settings.container_events:
         # Before the idle returns below: services' containers exit whether or not sessions exist.
         state.events = ContainerEventFollower(state.config.stack.docker.socket)
         state.events.start()
-        log.info("following container events", socket=str(state.config.stack.docker.socket))
+    log.info("sessions API ready", prefix=PREFIX, admin_token_file=str(path), tokens=len(state.settings.tokens),
+             container_events=state.events is not None)
     if not state.launcher.settings.environments:
         # No environment, no session to look after: an `asci serve` that only receives webhooks
         # never touches session containers on the engine.

@@ -41,7 +41,7 @@ def test_crash_loop_and_oom_kill_become_exit_lines(docker_client, config, unique
     lines = io.StringIO()
     handler = logging.StreamHandler(lines)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("asci.launcher")
+    logger = logging.getLogger("asci.containers")
     logger.addHandler(handler)
     old_level = logger.level
     logger.setLevel(logging.INFO)
@@ -92,7 +92,7 @@ def test_crash_loop_and_oom_kill_become_exit_lines(docker_client, config, unique
 
     written = [json.loads(line) for line in lines.getvalue().splitlines()]
     (line,) = [w for w in written if w.get("container") == hungry]   # the one the engine saw killed
-    assert (line["level"], line["component"], line["message"]) == ("warning", "launcher", "container exited")
+    assert (line["level"], line["component"], line["message"]) == ("warning", "containers", "container exited")
     assert {k: line[k] for k in ("container", "exit_code", "oom_killed", "restarts", "memory_limit")} == {
         "container": hungry, "exit_code": 137, "oom_killed": True, "restarts": 0, "memory_limit": "8 MiB"}
     assert [w["restarts"] for w in written if w.get("container") == looping] == [0, 1, 2]
@@ -120,7 +120,7 @@ def test_the_sessions_api_runs_the_follower_and_stops_it(stack, tmp_path, docker
         follower = served.api[http.STATE].events
         assert follower is not None and follower.wait_connected(30)
         name = unique("svc")
-        with caplog.at_level(logging.INFO, logger="asci.launcher"):
+        with caplog.at_level(logging.INFO, logger="asci.containers"):
             docker_client.containers.run("asci/tiny:latest", ["sh", "-c", "exit 4"], name=name, detach=True,
                                          labels={**LABELS, "asci.component": "webhooks"})
             deadline = time.monotonic() + 60

@@ -17,7 +17,7 @@ def test_follower_lines_fire_restart_loop_and_oom_alerts(alert_site, docker_clie
     sink, lines = Sink(), io.StringIO()
     handler = logging.StreamHandler(lines)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("asci.launcher")
+    logger = logging.getLogger("asci.containers")
     logger.addHandler(handler)
     old_level = logger.level
     logger.setLevel(logging.INFO)
