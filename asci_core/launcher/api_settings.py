@@ -42,6 +42,8 @@ class LauncherApiSettings:
     workers: int = setting(8, help="threads for engine and database calls", check=("range", 1, 64))
     cull_interval: float = setting(60.0, help="seconds between two culls of idle and expired sessions",
                                    check="positive")
+    container_events: bool = setting(True, help="follow the engine's events and log `container exited` for every "
+                                                "ASCI container that stops (feeds the container alert rules)")
 
     def problems(self) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []

@@ -32,6 +32,7 @@ from asci_core.errors import AsciError
 from asci_core.jsonlog import get_logger
 
 from .api_tokens import ACT_AS_HEADER, PREFIX, Principal, TokenRing, admin_token_path, ensure_admin_token, token_ring
+from .container_events import ContainerEventFollower
 from .directory import USER_NAME
 from .errors import BadRequest, LauncherError, NotAllowed, SessionNotFound, UnknownEnvironment
 from .sessions import SESSION_ID, Launcher
@@ -65,6 +66,7 @@ class ApiState:
     ring: TokenRing | None = None
     executor: ThreadPoolExecutor | None = None
     cull_task: asyncio.Task | None = None
+    events: ContainerEventFollower | None = None
     owns_launcher: bool = True  # False: the shared launcher of `asci serve`, closed with the application
     settings: Any = field(init=False)
 
@@ -124,7 +126,12 @@ async def start(api: web.Application) -> None:
     path = admin_token_path(state.config)
     state.ring = token_ring(state.config, await state.run(ensure_admin_token, path))
     state.launcher = await state.run(state.make_launcher)
-    log.info("sessions API ready", prefix=PREFIX, admin_token_file=str(path), tokens=len(state.settings.tokens))
+    if state.settings.container_events:
+        # Before the idle returns below: services' containers exit whether or not sessions exist.
+        state.events = ContainerEventFollower(state.config.stack.docker.socket)
+        state.events.start()
+    log.info("sessions API ready", prefix=PREFIX, admin_token_file=str(path), tokens=len(state.settings.tokens),
+             container_events=state.events is not None)
     if not state.launcher.settings.environments:
         # No environment, no session to look after: an `asci serve` that only receives webhooks
         # never touches session containers on the engine.
@@ -172,6 +179,8 @@ async def _cull_periodically(state: ApiState) -> None:
 
 async def stop(api: web.Application) -> None:
     state = api[STATE]
+    if state.events is not None:
+        await asyncio.to_thread(state.events.stop)
     if state.cull_task is not None:
         state.cull_task.cancel()
         try:
