@@ -192,7 +192,7 @@ class Launcher:
         try:
             container_id = self.pool.call(record.node, run)
         except (NodeDown, docker.errors.APIError, LauncherError) as exc:
-            reason = _start_failure(exc)
+            reason = start_failure(exc)
             self.store.update(record.id, state=STOPPED, reason=reason)
             if isinstance(exc, NodeDown):
                 self._remove_quietly(record)  # the engine may have created it before it stopped answering
@@ -486,9 +486,10 @@ def pull_access(config: Any) -> Any | None:
     return access
 
 
-def _start_failure(exc: BaseException) -> str:
+def start_failure(exc: BaseException, who: str = "node") -> str:
+    """Why a session did not start, in one line; WHO names what stopped answering (a node, Swarm's manager)."""
     if isinstance(exc, NodeDown):
-        return f"node not answering ({exc.reason})"
+        return f"{who} not answering ({exc.reason})"
     if isinstance(exc, docker.errors.APIError):
         return str(exc.explanation or exc)[:300]
     return str(exc)

@@ -38,7 +38,7 @@ from .inventory import (COMPONENT, SESSION_LABEL, Capacity, Reservation, reserva
                         scope_labels)
 from .nodes import NodeDown, NodePool
 from .session_spec import BindMount, container_name, first_password_file, identity_kwargs
-from .sessions import SESSION_ID, VNC_PORT, Connection, Launcher, ReconcileReport, log
+from .sessions import SESSION_ID, VNC_PORT, Connection, Launcher, ReconcileReport, log, start_failure
 from .settings import SWARM_MANAGER, EnvironmentSettings, LauncherSettings, NodeSettings
 from .store import LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
 from .image_reference import resolve
@@ -180,7 +180,7 @@ class SwarmLauncher(Launcher):
             service_id = self.pool.call(SWARM_MANAGER, lambda c: c.api.create_service(**kwargs)["ID"])
             node, container = self._wait_running(service_id)
         except (NodeDown, docker.errors.APIError, LauncherError) as exc:
-            reason = _failure(exc)
+            reason = start_failure(exc, "Swarm manager")
             self.store.update(record.id, state=STOPPED, reason=reason)
             self._remove_quietly(record)
             log.warning("session failed to start", session=record.id, user=who.name, environment=env.name,
@@ -367,11 +367,3 @@ def _timestamp(text: str | None) -> float | None:
         return datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00").timestamp()
     except ValueError:
         return None
-
-
-def _failure(exc: BaseException) -> str:
-    if isinstance(exc, NodeDown):
-        return f"Swarm manager not answering ({exc.reason})"
-    if isinstance(exc, docker.errors.APIError):
-        return str(exc.explanation or exc)[:300]
-    return str(exc)

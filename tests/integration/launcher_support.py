@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,6 +11,7 @@ from asci_core.launcher.nodes import NodePool
 from asci_core.launcher.sessions import Launcher
 from asci_core.launcher.settings import EnvironmentSettings, LauncherSettings, MountSettings, NodeSettings
 from asci_core.launcher.store import SessionStore
+from tests.support.waiting import wait_until
 
 USERS = """
 users:
@@ -60,14 +60,7 @@ def build_launcher(tmp_path: Path, socket_path: str, scope: dict[str, str], envi
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return wait_until(check, timeout, what, interval=0.05)
 
 
 class SilentEngine:

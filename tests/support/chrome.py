@@ -5,12 +5,12 @@ import base64
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
+from tests.support.waiting import wait_until
 from tests.support.web_app import free_port
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C web element key
@@ -100,12 +100,3 @@ def _answers(url: str) -> bool:
         return False
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)

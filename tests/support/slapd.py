@@ -12,9 +12,10 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.waiting import wait_listening
 
 SUFFIX = "dc=asci,dc=test"
 ADMIN_DN = f"cn=admin,{SUFFIX}"
@@ -152,15 +153,5 @@ def start_slapd(users: list[LdapUser], timeout: float = 20.0) -> Slapd:
                                 "-g", "openldap"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     server = Slapd(url.rstrip("/"), ADMIN_DN, admin_password, {u.name: u for u in users}, process=process,
                    directory=workdir)
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"slapd exited: {process.stderr.read().decode(errors='replace')[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return server
-        except OSError:
-            if time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError("slapd did not start listening") from None
-            time.sleep(0.05)
+    wait_listening(process, port, "slapd", timeout, on_failure=server.stop)
+    return server

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from aiohttp import web
 from asci_core.http_guard import GuardedRunner
 from asci_core.web.app import install
 from asci_core.web.state import WebState
+
+from tests.support.waiting import wait_listening
 
 
 def free_port() -> int:
@@ -97,16 +98,5 @@ def start_host_xvnc(timeout: float = 20.0) -> HostXvnc:
          "-retro"],  # the classic root weave: a browser test sees non-uniform pixels without a desktop
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=directory, env={"HOME": str(directory), "PATH": "/usr/bin:/bin"})
     server = HostXvnc(port, password, process, directory, display)
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            server.stop()
-            raise RuntimeError(f"Xvnc exited: {process.stderr.read().decode(errors='replace')[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return server
-        except OSError:
-            if time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError("Xvnc did not start listening") from None
-            time.sleep(0.05)
+    wait_listening(process, port, "Xvnc", timeout, on_failure=server.stop)
+    return server
