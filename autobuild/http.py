@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from asci_core.errors import AsciError
+from asci_core.events import build_succeeded_listeners
 from asci_core.http_guard import LIMITS_KEY, ConnectionLimits
 from asci_core.jsonlog import get_logger
 from autobuild.service import Autobuild
@@ -28,6 +29,8 @@ MAX_WAIT_SECONDS = 60.0
 
 def setup(app: web.Application, autobuild: Autobuild) -> None:
     app[AUTOBUILD_KEY] = autobuild
+    # Listeners of other components (services rolling forward) subscribe on the application.
+    autobuild.on_build_succeeded = build_succeeded_listeners(app)
     settings = autobuild.settings
     app[LIMITS_KEY] = ConnectionLimits(header_timeout=settings.header_timeout_seconds,
                                        idle_timeout=settings.idle_timeout_seconds,

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from asci_core.errors import AsciError
+from asci_core.events import build_succeeded_listeners
 from asci_core.jsonlog import get_logger
 
 from .deployer import Services
@@ -43,11 +44,8 @@ def setup(app: web.Application, config: Any) -> None:
     def on_build_succeeded(build: Any, image: str, digest: str) -> None:
         spawn(in_thread("roll after a build", services.built, image, build.tag))
 
-    # autobuild's in-process event; autobuild registers before services (COMPONENT_MODULES order).
-    from autobuild.http import AUTOBUILD_KEY
-
-    if AUTOBUILD_KEY in app:
-        app[AUTOBUILD_KEY].on_build_succeeded.append(on_build_succeeded)
+    # autobuild's in-process event, through the application: services import nothing of autobuild.
+    build_succeeded_listeners(app).append(on_build_succeeded)
 
     async def periodic() -> None:
         await in_thread("reconcile at start", services.deploy)
