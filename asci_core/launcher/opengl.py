@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from asci_core.errors import AsciError
+
 BACKENDS = ("glx", "egl")
 DISPLAY = re.compile(r":(\d{1,3})")
 SOCKET = re.compile(r"/\S*/X(\d{1,3})")
@@ -31,7 +33,7 @@ NVIDIA_SHARED = re.compile(r"nvidia(ctl|-uvm|-uvm-tools|-modeset)")
 DRI = Path("/dev/dri")
 
 
-class GlUnavailable(Exception):
+class GlUnavailable(AsciError):
     """The node's back end cannot be handed to a session now (e.g. its 3DX cookie is unreadable)."""
 
 
