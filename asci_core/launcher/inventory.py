@@ -166,6 +166,7 @@ def node_loads(capacities: Mapping[str, Capacity], reservations: Iterable[Reserv
     """Placement's view: capacity minus reservations per node; nodes in DOWN are unhealthy."""
     down = down or {}
     totals = {name: [0.0, 0, 0, 0] for name in capacities}
+    rendering: dict[str, list[Reservation]] = {}  # the few sessions holding render devices, per node
     for r in reservations:
         if r.node in totals:
             t = totals[r.node]
@@ -173,9 +174,11 @@ def node_loads(capacities: Mapping[str, Capacity], reservations: Iterable[Reserv
             t[1] += r.memory
             t[2] += r.gpus
             t[3] += 1
-    holding = [r for r in reservations if r.node in totals]
+            if r.render_devices:
+                rendering.setdefault(r.node, []).append(r)
     loads = [NodeLoad(name, c.cpus, c.memory, c.gpus, c.labels, t[0], t[1], t[2], t[3],
-                      healthy=name not in down, down_reason=down.get(name, ""), **_render_load(name, c, holding))
+                      healthy=name not in down, down_reason=down.get(name, ""),
+                      **_render_load(name, c, rendering.get(name, [])))
              for name, c in capacities.items() for t in (totals[name],)]
     for name, reason in down.items():
         if name not in capacities:

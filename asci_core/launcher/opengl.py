@@ -19,7 +19,7 @@ import re
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from asci_core.errors import AsciError
 
@@ -219,16 +219,22 @@ def revoke(state_dir: Path, session: str) -> None:
     revoke_session(state_dir, session)
 
 
-def sweep(state_dir: Path, keep: set[str]) -> list[str]:
-    """Remove the cookie copies of sessions not in KEEP (ended while the launcher was away); their ids."""
+def sweep(state_dir: Path, keep: Callable[[], set[str]]) -> list[str]:
+    """Remove the cookie copies of sessions not in KEEP() (ended while the launcher was away); their ids.
+
+    KEEP is asked after the folder is listed: a copy is written only after its session's record, so
+    every copy listed belongs to a session KEEP already knows unless that session has ended."""
     folder = cookie_dir(state_dir)
-    removed: list[str] = []
     try:
         files = list(folder.glob("*.xauth"))
     except OSError:
-        return removed
+        return []
+    if not files:
+        return []
+    active = keep()
+    removed: list[str] = []
     for path in files:
-        if path.stem not in keep:
+        if path.stem not in active:
             path.unlink(missing_ok=True)
             removed.append(path.stem)
     return removed

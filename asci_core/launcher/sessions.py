@@ -378,7 +378,7 @@ class Launcher:
                 self._gl.pop(session_id, None)
         # Cookie copies of sessions that ended while nobody was looking (closed above, or stopped
         # before a crash): removed, so a copy never outlives its session.
-        opengl.sweep(self.gl_state, {r.id for r in self.store.active()} | self._inflight)
+        opengl.sweep(self.gl_state, self._sessions_holding_cookies)
         return report
 
     def _reconcile_container(self, node: str, summary: dict, report: ReconcileReport, seen: set[str]) -> None:
@@ -509,6 +509,11 @@ class Launcher:
         except opengl.GlUnavailable as exc:
             raise StartFailed(str(exc)) from None
         return opengl.apply(kwargs, access)
+
+    def _sessions_holding_cookies(self) -> set[str]:
+        with self._admission:
+            starting = set(self._inflight)
+        return starting | {r.id for r in self.store.active()}
 
     def _end_gl(self, session_id: str) -> None:
         """The session's 3DX cookie copy removed: nothing opens the 3DX with it any more."""

@@ -287,6 +287,21 @@ def test_a_session_without_opengl_gets_nothing_of_it():
 def test_sweep_removes_cookies_of_sessions_no_longer_active(tmp_path: Path):
     for session in ("aaaa", "bbbb"):
         xauth.write_private(session_cookie_path(tmp_path, session), [xauth.wild_entry(1, b"x" * 16)])
-    assert opengl.sweep(tmp_path, {"aaaa"}) == ["bbbb"]
+    assert opengl.sweep(tmp_path, lambda: {"aaaa"}) == ["bbbb"]
     assert session_cookie_path(tmp_path, "aaaa").exists() and not session_cookie_path(tmp_path, "bbbb").exists()
-    assert opengl.sweep(tmp_path / "nothing", set()) == []
+    assert opengl.sweep(tmp_path / "nothing", set) == []
+
+
+def test_from_config_gives_the_local_node_the_development_3dx(tmp_path: Path):
+    from asci_core.launcher.sessions import Launcher
+
+    config = parse_config(f"stack:\n  state_dir: {tmp_path}\n  docker: {{socket: /run/x/docker.sock}}\n"
+                          f"gpu:\n  three_dx: {{enabled: true, display: 63}}\n")
+    launcher = Launcher.from_config(config)
+    try:
+        local = launcher.pool.nodes["local"].settings
+        assert "glx" in local.gl_backends and local.three_dx_display == ":63"
+        assert local.three_dx_cookie == tmp_path / "gpu" / "three-dx.xauth"
+        assert launcher.gl_state == tmp_path / "launcher"
+    finally:
+        launcher.close()
