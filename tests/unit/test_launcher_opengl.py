@@ -16,10 +16,9 @@ from asci_core.launcher import opengl
 from asci_core.launcher.inventory import (Capacity, Reservation, node_loads, render_device_for,
                                           reservation_from_container)
 from asci_core.launcher.placement import Demand, NodeLoad, NoNodeFits, backend_for, place, why_not
-from asci_core.launcher.settings import NodeSettings
-from asci_core.launcher.session_spec import create_kwargs
 from asci_core.launcher.directory import Researcher
-from asci_core.launcher.settings import EnvironmentSettings
+from asci_core.launcher.session_spec import create_kwargs
+from asci_core.launcher.settings import EnvironmentSettings, NodeSettings
 
 GiB = 1024 ** 3
 
@@ -205,8 +204,7 @@ ALICE = Researcher("alice", 5001, 5001, ("i03",), group_ids=(6001,))
 
 
 def kwargs_for(env: EnvironmentSettings, access: opengl.GlAccess | None) -> dict:
-    from asci_core.launcher.inventory import Reservation as R
-    kwargs = create_kwargs(env, ALICE, R("0123456789abcdef", "n1", "alice", env.name, 1, GiB), [], "net", {})
+    kwargs = create_kwargs(env, ALICE, Reservation("0123456789abcdef", "n1", "alice", env.name, 1, GiB), [], "net", {})
     return kwargs if access is None else opengl.apply(kwargs, access)
 
 
