@@ -113,8 +113,9 @@ def test_a_glx_session_gets_the_3dx_socket_and_its_own_cookie_and_renders_throug
 
         launcher.stop(record.id)
         assert not copy.exists()
-        launcher.stop(plain.id)
     finally:
+        for left in launcher.list():
+            launcher.stop(left.id)
         launcher.close()
 
 
