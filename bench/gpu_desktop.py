@@ -8,11 +8,18 @@ one session on its Xvnc's own GLX (Mesa llvmpipe); two sessions at once on their
 the first report (start-up). No GPU here: rendering is llvmpipe either way, so the figure shows what
 the wiring costs (the read-back into the 2DX), not a GPU's gain.
 
-    .venv/bin/python bench/gpu_desktop.py [--rounds 3] [--frames 300]
+    .venv/bin/python bench/gpu_desktop.py [--rounds 3] [--frames 300] [--startup 10]
+
+`--startup N` (0: skip): session start to first VNC login through the launcher (`Launcher.create`,
+`connect`, then a VNC login with the one-time password, retried every 10 ms), N samples each of a
+desktop-gpu environment with `opengl: glx` on the same 3DX (its cookie copy written, the socket and
+cookie mounted) and of desktop-base without OpenGL, interleaved; the session is stopped after each
+sample (not timed). `--rounds 0` skips the frame rates.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import statistics
 import sys
@@ -32,6 +39,10 @@ from tests.integration.gpu_support import DevThreeDx, free_display  # noqa: E402
 from tests.integration.images_support import CONTEXT_FILES, _QuietLog, address, wait_for  # noqa: E402
 from tests.integration.rfb_client import RfbClient  # noqa: E402
 from autobuild.images import Family, build_family, default_images_dir  # noqa: E402
+from asci_core.launcher.settings import DEFAULT_ENVIRONMENT, NodeSettings  # noqa: E402
+from bench.images import percentile  # noqa: E402
+from bench.launcher_sessions import login_until  # noqa: E402
+from tests.integration.launcher_support import build_launcher  # noqa: E402
 
 UID, GID = 4321, 4322
 LABELS = {"asci.bench": "gpu_desktop"}
@@ -74,10 +85,41 @@ def together(containers, through_vgl: bool, frames: int) -> list[float]:
     return results
 
 
+def startup(config, server, gpu_ref: str, base_ref: str, samples: int, scratch: Path) -> dict[str, list[float]]:
+    """Seconds from Launcher.create to the first VNC login, per environment, interleaved."""
+    node = NodeSettings(name="local", url=f"unix://{config.stack.docker.socket}", cpus=64, memory="64g", gpus=0,
+                        gl_backends=["glx"], three_dx_display=f":{server.display}",
+                        three_dx_cookie=server.part.cookie_file)
+    base = dataclasses.replace(DEFAULT_ENVIRONMENT, image=base_ref, allowed_groups=[])
+    gpu = dataclasses.replace(base, name="desktop-gpu", image=gpu_ref, opengl="glx")
+    launcher = build_launcher(scratch, str(config.stack.docker.socket), LABELS, [base, gpu], nodes=[node],
+                              engine_timeout=30.0)
+    took: dict[str, list[float]] = {"desktop-gpu": [], "desktop-base": []}
+
+    def one(environment: str) -> float:
+        started = time.monotonic()
+        record = launcher.create("alice", environment)
+        try:
+            connection = launcher.connect(record.id)
+            return login_until(connection.address, connection.password.reveal(), started)
+        finally:
+            launcher.stop(record.id)
+
+    try:
+        one("desktop-gpu"), one("desktop-base")  # unmeasured: page cache, first connections
+        for _ in range(samples):
+            for environment in took:
+                took[environment].append(one(environment))
+    finally:
+        launcher.close()
+    return took
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--startup", type=int, default=0, help="samples of session start to first VNC login")
     args = parser.parse_args()
     config = load_config()
     if not StackManager(config).up().ok:
@@ -86,15 +128,19 @@ def main() -> int:
     family = Family(default_images_dir(), registry_access(config), config.stack.base_image.name,
                     context_files=CONTEXT_FILES)
     ref = build_family(client, family, ["desktop-gpu"], tag="latest", push=False, log=_QuietLog())[-1].ref
+    base_ref = family.ref("desktop-base", "latest")
+    started: dict[str, list[float]] = {}
     figures: dict[str, list[float]] = {k: [] for k in ("vgl-one", "vgl-two", "own-one", "own-two")}
     with tempfile.TemporaryDirectory(prefix="asci-bench-gpu-") as scratch, \
             DevThreeDx(config, Path(scratch) / "state", free_display()) as server:
         secret = Path(scratch) / "vnc"
         secret.write_text("Bench-pw\n")
         secret.chmod(0o644)
+        if args.startup:
+            started = startup(config, server, ref, base_ref, args.startup, Path(scratch))
         sessions = []
         try:
-            for name in ("one", "two"):
+            for name in ("one", "two") if args.rounds else ():
                 access = grant_session(server.part.cookie_file, server.display, Path(scratch), name, uid=UID, gid=GID)
                 sessions.append(start_session(client, ref, secret, access.environment, access.docker_volumes()))
             for _ in range(args.rounds):
@@ -109,9 +155,17 @@ def main() -> int:
                 revoke_session(Path(scratch), name)
     labels = {"vgl-one": "one session, VirtualGL on the 3DX", "vgl-two": "two sessions at once, one shared 3DX (each)",
               "own-one": "one session, Xvnc's own GLX", "own-two": "two sessions at once, each its own GLX (each)"}
-    print(f"glxspheres64 -f {args.frames}, {args.rounds} rounds, median (min-max) frames/sec")
-    for key, values in figures.items():
-        print(f"{labels[key]:48} {statistics.median(values):6.1f} ({min(values):.1f}-{max(values):.1f})")
+    if args.rounds:
+        print(f"glxspheres64 -f {args.frames}, {args.rounds} rounds, median (min-max) frames/sec")
+        for key, values in figures.items():
+            print(f"{labels[key]:48} {statistics.median(values):6.1f} ({min(values):.1f}-{max(values):.1f})")
+    if started:
+        print(f"session start (Launcher.create) → first VNC login, {args.startup} samples each, interleaved")
+        for name, values in started.items():
+            print(f"{name:14} p50 {statistics.median(values):6.3f} s   p95 {percentile(values, 95):6.3f} s   "
+                  f"max {max(values):6.3f} s")
+        added = statistics.median(started["desktop-gpu"]) - statistics.median(started["desktop-base"])
+        print(f"GPU wiring adds at p50: {added:+.3f} s")
     return 0
 
 

@@ -100,8 +100,11 @@ class SessionGpuAccess:
 
 
 def grant_session(server_cookie: Path, display: int, state_dir: Path, session: str, uid: int,
-                  gid: int | None = None) -> SessionGpuAccess:
+                  gid: int | None = None, socket: Path | None = None) -> SessionGpuAccess:
     """Write SESSION's copy of the 3DX cookie (FamilyWild, 0600, owned by UID) and say what to mount.
+
+    SOCKET: where the 3DX's socket is on the node when not /tmp/.X11-unix/X<display>; the session
+    sees it there all the same, since that is where X clients look for display :<display>.
 
     The copy is a file of its own so that ending one session revokes nothing of another's, and so the
     server's own file is never mounted anywhere.
@@ -115,7 +118,7 @@ def grant_session(server_cookie: Path, display: int, state_dir: Path, session: s
     xauth.write_private(copy, [xauth.wild_entry(display, cookie)], uid=uid, gid=gid)
     sock = str(socket_path(display))
     return SessionGpuAccess(
-        mounts=[BindMount(sock, sock, True), BindMount(str(copy), SESSION_COOKIE_TARGET, True)],
+        mounts=[BindMount(str(socket or sock), sock, True), BindMount(str(copy), SESSION_COOKIE_TARGET, True)],
         environment={"XAUTHORITY": SESSION_COOKIE_TARGET, "ASCI_VGL_DISPLAY": f":{display}"},
         cookie_file=copy,
     )

@@ -416,6 +416,7 @@ async def report_activity(request: web.Request) -> web.Response:
 def _node_json(load: Any) -> dict[str, Any]:
     data = asdict(load)
     data["labels"] = dict(load.labels)
+    data["backends"] = sorted(load.backends)
     return data
 
 

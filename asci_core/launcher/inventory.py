@@ -7,7 +7,7 @@ capacity wherever several engines share a machine.
 
 Load is what sessions *reserved*, read from the labels every session container
 carries (asci.cpus, asci.memory, asci.gpus — written from the same numbers as its
-limits). One container listing per node answers it, with no inspect per
+limits — and, for OpenGL sessions, asci.opengl, asci.render-devices, asci.render-exclusive). One container listing per node answers it, with no inspect per
 container, and a container that exited reserves nothing.
 """
 from __future__ import annotations
@@ -28,6 +28,9 @@ CPUS_LABEL = "asci.cpus"
 MEMORY_LABEL = "asci.memory"
 GPUS_LABEL = "asci.gpus"
 GPU_IDS_LABEL = "asci.gpu-ids"
+OPENGL_LABEL = "asci.opengl"
+RENDER_DEVICES_LABEL = "asci.render-devices"
+RENDER_EXCLUSIVE_LABEL = "asci.render-exclusive"
 # Engine states in which a container holds its resources.
 HOLDING_STATES = ("created", "running", "restarting", "paused")
 
@@ -84,6 +87,8 @@ class Capacity:
     gpus: int
     gpu_ids: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    gl_backends: frozenset[str] = frozenset()
+    render_devices: tuple[str, ...] = ()  # the egl devices handed out one per session
 
 
 @dataclass(frozen=True)
@@ -98,10 +103,17 @@ class Reservation:
     gpu_ids: tuple[str, ...] = ()
     container_id: str = ""
     state: str = "running"
+    opengl: str = ""  # the back end it was given: glx, egl, or none
+    render_devices: tuple[str, ...] = ()
+    render_exclusive: bool = False
 
     def labels(self) -> dict[str, str]:
-        return {SESSION_LABEL: self.session, CPUS_LABEL: f"{self.cpus:g}", MEMORY_LABEL: str(self.memory),
-                GPUS_LABEL: str(self.gpus), GPU_IDS_LABEL: ",".join(self.gpu_ids)}
+        labels = {SESSION_LABEL: self.session, CPUS_LABEL: f"{self.cpus:g}", MEMORY_LABEL: str(self.memory),
+                  GPUS_LABEL: str(self.gpus), GPU_IDS_LABEL: ",".join(self.gpu_ids)}
+        if self.opengl:
+            labels.update({OPENGL_LABEL: self.opengl, RENDER_DEVICES_LABEL: ",".join(self.render_devices),
+                           RENDER_EXCLUSIVE_LABEL: "1" if self.render_exclusive else "0"})
+        return labels
 
 
 def reservation_from_container(node: str, summary: Mapping[str, Any]) -> Reservation | None:
@@ -113,7 +125,10 @@ def reservation_from_container(node: str, summary: Mapping[str, Any]) -> Reserva
             environment=labels.get("asci.environment", ""), cpus=float(labels[CPUS_LABEL]),
             memory=int(labels[MEMORY_LABEL]), gpus=int(labels.get(GPUS_LABEL) or 0),
             gpu_ids=tuple(i for i in (labels.get(GPU_IDS_LABEL) or "").split(",") if i),
-            container_id=summary.get("Id", ""), state=summary.get("State", ""))
+            container_id=summary.get("Id", ""), state=summary.get("State", ""),
+            opengl=labels.get(OPENGL_LABEL, ""),
+            render_devices=tuple(d for d in (labels.get(RENDER_DEVICES_LABEL) or "").split(",") if d),
+            render_exclusive=labels.get(RENDER_EXCLUSIVE_LABEL) == "1")
     except (KeyError, ValueError):
         return None
 
@@ -151,6 +166,7 @@ def node_loads(capacities: Mapping[str, Capacity], reservations: Iterable[Reserv
     """Placement's view: capacity minus reservations per node; nodes in DOWN are unhealthy."""
     down = down or {}
     totals = {name: [0.0, 0, 0, 0] for name in capacities}
+    rendering: dict[str, list[Reservation]] = {}  # the few sessions holding render devices, per node
     for r in reservations:
         if r.node in totals:
             t = totals[r.node]
@@ -158,13 +174,50 @@ def node_loads(capacities: Mapping[str, Capacity], reservations: Iterable[Reserv
             t[1] += r.memory
             t[2] += r.gpus
             t[3] += 1
+            if r.render_devices:
+                rendering.setdefault(r.node, []).append(r)
     loads = [NodeLoad(name, c.cpus, c.memory, c.gpus, c.labels, t[0], t[1], t[2], t[3],
-                      healthy=name not in down, down_reason=down.get(name, ""))
+                      healthy=name not in down, down_reason=down.get(name, ""),
+                      **_render_load(name, c, rendering.get(name, [])))
              for name, c in capacities.items() for t in (totals[name],)]
     for name, reason in down.items():
         if name not in capacities:
             loads.append(NodeLoad(name, 0, 0, healthy=False, down_reason=reason))
     return loads
+
+
+def _render_load(node: str, capacity: Capacity, reservations: Iterable[Reservation]) -> dict[str, Any]:
+    exclusive, used = _render_use(node, reservations)
+    devices = capacity.render_devices
+    return dict(backends=capacity.gl_backends, render_devices=len(devices),
+                render_devices_free=sum(d not in exclusive for d in devices),
+                render_devices_idle=sum(d not in used for d in devices))
+
+
+def _render_use(node: str, reservations: Iterable[Reservation]) -> tuple[set[str], dict[str, int]]:
+    """The node's devices held for exclusive use, and how many sessions hold each device."""
+    exclusive: set[str] = set()
+    used: dict[str, int] = {}
+    for r in reservations:
+        if r.node != node:
+            continue
+        for device in r.render_devices:
+            used[device] = used.get(device, 0) + 1
+            if r.render_exclusive:
+                exclusive.add(device)
+    return exclusive, used
+
+
+def render_device_for(capacity: Capacity, reservations: Iterable[Reservation], node: str,
+                      exclusive: bool) -> tuple[str, ...]:
+    """The render device a new egl session on NODE gets: for exclusive use one no session holds, else
+    the least shared one not held exclusively (ties: configured order); () when the node lists none."""
+    held, used = _render_use(node, reservations)
+    if exclusive:
+        idle = [d for d in capacity.render_devices if d not in used]
+        return tuple(idle[:1])
+    open_ = [d for d in capacity.render_devices if d not in held]
+    return (min(open_, key=lambda d: used.get(d, 0)),) if open_ else ()
 
 
 def free_gpu_ids(capacity: Capacity, reservations: Iterable[Reservation], node: str) -> list[str]:

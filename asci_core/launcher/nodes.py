@@ -19,6 +19,7 @@ import docker.errors
 import requests.exceptions
 
 from .inventory import Capacity, detect_local_gpus
+from .opengl import assignable
 from .settings import NodeSettings
 from asci_core.stack.docker_engine import docker_client
 
@@ -106,7 +107,8 @@ class NodePool:
             node.capacity = Capacity(
                 cpus=cfg.cpus if cfg.cpus is not None else float(info["NCPU"]),
                 memory=cfg.memory_bytes if cfg.memory is not None else int(info["MemTotal"]),
-                gpus=len(gpu_ids), gpu_ids=gpu_ids, labels=dict(cfg.labels))
+                gpus=len(gpu_ids), gpu_ids=gpu_ids, labels=dict(cfg.labels),
+                gl_backends=frozenset(cfg.gl_backends or ()), render_devices=assignable(cfg.render_devices or ()))
         return node.capacity
 
     def close(self) -> None:

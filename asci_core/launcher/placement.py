@@ -3,13 +3,15 @@
 Filter: the node answers, carries the labels the environment requires, and has
 room for the CPUs, memory and GPUs after what sessions already reserved (CPU and
 memory capacity multiplied by the over-commit ratios; GPUs are whole devices and
-never over-committed).
+never over-committed), and offers the OpenGL back end the environment asks for:
+glx (a 3DX server), egl (a render device: a shared one not held for exclusive
+use, or for exclusive use one no session holds), any (glx, else egl).
 
 Score: `spread` takes the node whose fullest resource (CPU or memory share after
 placing) is lowest — desktops are interactive, so neighbours matter more than
 keeping nodes empty; `pack` takes the fullest that fits, leaving whole nodes free
-for large environments. Either way a session that needs no GPU goes to a GPU node
-only when no other node fits, and ties go to the node whose name sorts first.
+for large environments. Either way a session that needs neither a GPU nor OpenGL
+goes to a GPU or OpenGL node only when no other node fits, and ties go to the node whose name sorts first.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Iterable, Literal, Mapping
 from .sizes import format_size
 
 Strategy = Literal["spread", "pack"]
+OpenGl = Literal["none", "glx", "egl", "any"]
 _EPSILON = 1e-9
 
 
@@ -30,10 +33,13 @@ class Demand:
     memory: int
     gpus: int = 0
     labels: Mapping[str, str] = field(default_factory=dict)
+    opengl: OpenGl = "none"
+    exclusive_gpus: bool = False
 
     def describe(self) -> str:
         gpus = f", {self.gpus} GPU{'s' if self.gpus != 1 else ''}" if self.gpus else ""
-        return f"{self.cpus:g} CPUs, {format_size(self.memory)}{gpus}"
+        gl = "" if self.opengl == "none" else f", OpenGL {self.opengl}{' (exclusive)' if self.exclusive_gpus else ''}"
+        return f"{self.cpus:g} CPUs, {format_size(self.memory)}{gpus}{gl}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,10 @@ class NodeLoad:
     sessions: int = 0
     healthy: bool = True
     down_reason: str = ""
+    backends: frozenset[str] = frozenset()  # OpenGL back ends: glx, egl
+    render_devices: int = 0  # egl devices handed out one per session
+    render_devices_free: int = 0  # not held for exclusive use: a shared egl session may have one
+    render_devices_idle: int = 0  # held by no session: an exclusive egl session may have one
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,39 @@ class NoNodeFits(AsciError):
         super().__init__(f"no node can take a session needing {demand.describe()}: {text}")
 
 
+def backend_for(node: NodeLoad, demand: Demand) -> str | None:
+    """The OpenGL back end NODE gives DEMAND: glx, egl, or None (none asked, or none fits)."""
+    if demand.opengl == "none":
+        return None
+    if demand.opengl in ("glx", "any") and not demand.exclusive_gpus and "glx" in node.backends:
+        return "glx"
+    if demand.opengl in ("egl", "any") and "egl" in node.backends and _egl_problem(node, demand) is None:
+        return "egl"
+    return None
+
+
+def _egl_problem(node: NodeLoad, demand: Demand) -> str | None:
+    if demand.exclusive_gpus:
+        if node.render_devices == 0:
+            return "has no render device for exclusive use"
+        if node.render_devices_idle == 0:
+            return f"all {node.render_devices} render devices are in use, exclusive use needs an idle one"
+    elif node.render_devices and node.render_devices_free == 0:
+        return f"all {node.render_devices} render devices are held for exclusive use"
+    return None
+
+
+def _opengl_problem(node: NodeLoad, demand: Demand) -> str | None:
+    if demand.opengl == "none" or backend_for(node, demand) is not None:
+        return None
+    wanted = "egl" if demand.opengl == "any" and demand.exclusive_gpus else demand.opengl
+    if wanted == "any" and "egl" not in node.backends:
+        return "has no OpenGL back end (glx or egl)"
+    if wanted in ("glx", "egl") and wanted not in node.backends:
+        return f"has no {wanted} OpenGL back end"
+    return _egl_problem(node, demand)
+
+
 def why_not(node: NodeLoad, demand: Demand, ratios: Ratios = Ratios()) -> str | None:
     """Why NODE cannot take DEMAND, or None when it can."""
     if not node.healthy:
@@ -80,6 +123,9 @@ def why_not(node: NodeLoad, demand: Demand, ratios: Ratios = Ratios()) -> str | 
             return f"has no label {key} ({key}={wanted} required)"
         if actual != wanted:
             return f"label {key} is {actual}, {wanted} required"
+    gl = _opengl_problem(node, demand)
+    if gl is not None:
+        return gl
     reasons: list[str] = []
     if demand.gpus:
         if node.gpus == 0:
@@ -132,7 +178,7 @@ def place(demand: Demand, nodes: Iterable[NodeLoad], strategy: Strategy = "sprea
     sign = 1 if strategy == "spread" else -1
 
     def score(node: NodeLoad) -> tuple[bool, float, str]:
-        spares_gpus = demand.gpus == 0 and node.gpus > 0
+        spares_gpus = demand.gpus == 0 and demand.opengl == "none" and (node.gpus > 0 or bool(node.backends))
         return spares_gpus, sign * _fullness(node, demand, ratios), node.name
 
     return min(fitting, key=score)

@@ -25,10 +25,11 @@ from .directory import Directory, DirectoryError, LocalUsersFile, UnknownUser, R
 from .errors import (BadRequest, Conflict, LauncherError, LimitReached, NoCapacity, NodeUnavailable, NotAllowed,
                      SessionNotFound, StartFailed, UnknownEnvironment)
 from .inventory import (HOLDING_STATES, SESSION_LABEL, Capacity, Reservation, free_gpu_ids, holds_resources,
-                        list_session_containers, node_loads, reservation_from_container)
+                        list_session_containers, node_loads, render_device_for, reservation_from_container)
 from .mount_templates import MountTemplateError
 from .nodes import NodeDown, NodePool, default_nodes
-from .placement import Demand, NodeLoad, NoNodeFits, Ratios, place
+from . import opengl
+from .placement import Demand, NodeLoad, NoNodeFits, Ratios, backend_for, place
 from .session_spec import (container_name, create_kwargs, ensure_image, ensure_session_network, first_password_file,
                            render_mounts, start_with_first_password)
 from .settings import EnvironmentSettings, LauncherSettings, with_registry
@@ -84,6 +85,11 @@ class Launcher:
         # Passwords given to sessions at start and not yet handed to anyone: memory only, each handed
         # out once by the first connect (a restarted launcher has none and sets a new one instead).
         self._first_passwords: dict[str, str] = {}
+        # The OpenGL back end (and render device) of each session this launcher started: what the
+        # record does not hold, for admission to count until the engine lists the container's labels.
+        self._gl: dict[str, opengl.GlChoice] = {}
+        # Per-session 3DX cookie copies live beside the session database.
+        self.gl_state = Path(store.path).parent
 
     @classmethod
     def from_config(cls, config: Any, scope: Mapping[str, str] | None = None) -> "Launcher":
@@ -94,7 +100,9 @@ class Launcher:
             from .swarm import SwarmLauncher  # only a Swarm deployment needs it
             return SwarmLauncher(settings, SessionStore(workdir / "sessions.sqlite"), LocalUsersFile(users_file),
                                  scope, registry=pull_access(config))
-        nodes = default_nodes(settings.nodes, str(config.stack.docker.socket))
+        three_dx = getattr(getattr(config, "gpu", None), "three_dx", None)
+        nodes = [opengl.local_defaults(n, three_dx, Path(config.stack.state_dir))
+                 for n in default_nodes(settings.nodes, str(config.stack.docker.socket))]
         return cls(settings, SessionStore(workdir / "sessions.sqlite"), LocalUsersFile(users_file),
                    NodePool(nodes, settings.engine_timeout), scope, registry=pull_access(config))
 
@@ -137,7 +145,7 @@ class Launcher:
         except MountTemplateError as exc:
             log.warning("session refused", user=who.name, environment=env.name, reason=str(exc))
             raise NotAllowed(f"environment {env.name!r} cannot be started for {who.name!r}: {exc}") from None
-        demand = Demand(env.cpus, env.memory_bytes, env.gpus, env.node_labels)
+        demand = Demand(env.cpus, env.memory_bytes, env.gpus, env.node_labels, env.opengl, env.exclusive_gpus)
         capacities, seen, down = self._inventory()
         with self._admission:
             count = self.store.count_active(who.name)
@@ -151,9 +159,14 @@ class Launcher:
                 log.warning("session refused", user=who.name, environment=env.name, reason=str(exc))
                 raise NoCapacity(str(exc)) from None
             gpu_ids = tuple(free_gpu_ids(capacities[node.name], reservations, node.name)[:env.gpus])
+            backend = backend_for(node, demand)
+            devices = (render_device_for(capacities[node.name], reservations, node.name, env.exclusive_gpus)
+                       if backend == "egl" else ())
             now = time.time()
             record = SessionRecord(secrets.token_hex(8), who.name, env.name, node.name, "", STARTING, env.cpus,
                                    demand.memory, env.gpus, gpu_ids, now, now, now, "")
+            if backend is not None:
+                self._gl[record.id] = opengl.GlChoice(backend, devices, env.exclusive_gpus and bool(devices))
             self.store.insert(record)
             self._inflight.add(record.id)
         try:
@@ -162,16 +175,17 @@ class Launcher:
             self._inflight.discard(record.id)
 
     def _start(self, record: SessionRecord, env: EnvironmentSettings, who: Researcher, mounts: list) -> SessionRecord:
-        reservation = Reservation(record.id, record.node, who.name, env.name, record.cpus, record.memory,
-                                  record.gpus, record.gpu_ids)
+        reservation = self._reservation(record)
         try:
             image = resolve(env.image, self.registry, self.settings.engine_timeout)
+            kwargs = create_kwargs(env, who, reservation, mounts, self.settings.session_network, self.scope, image)
+            kwargs = self._with_gl(kwargs, record, who)
         except StartFailed as exc:
             self.store.update(record.id, state=STOPPED, reason=str(exc))
+            self._gl.pop(record.id, None)
             log.warning("session failed to start", session=record.id, user=who.name, environment=env.name,
                         node=record.node, reason=str(exc))
             raise
-        kwargs = create_kwargs(env, who, reservation, mounts, self.settings.session_network, self.scope, image)
         pull_auth = self.registry.auth_config() if self.registry is not None else None
         first = new_password() if env.account == "image" else None
 
@@ -194,6 +208,7 @@ class Launcher:
         except (NodeDown, docker.errors.APIError, LauncherError) as exc:
             reason = start_failure(exc)
             self.store.update(record.id, state=STOPPED, reason=reason)
+            self._end_gl(record.id)
             if isinstance(exc, NodeDown):
                 self._remove_quietly(record)  # the engine may have created it before it stopped answering
             log.warning("session failed to start", session=record.id, user=who.name, environment=env.name,
@@ -222,6 +237,7 @@ class Launcher:
         except NodeDown as exc:
             raise NodeUnavailable(f"session {record.id} is being stopped, but {exc}; "
                                   f"it is finished when the node answers again") from None
+        self._end_gl(record.id)
         log.info("session stopped", session=record.id, user=record.user, environment=record.environment,
                  node=record.node, reason=reason)
         return self.store.update(record.id, state=STOPPED, reason=reason)
@@ -359,6 +375,10 @@ class Launcher:
         with self._admission:
             for session_id in report.closed:
                 self._first_passwords.pop(session_id, None)
+                self._gl.pop(session_id, None)
+        # Cookie copies of sessions that ended while nobody was looking (closed above, or stopped
+        # before a crash): removed, so a copy never outlives its session.
+        opengl.sweep(self.gl_state, self._sessions_holding_cookies)
         return report
 
     def _reconcile_container(self, node: str, summary: dict, report: ReconcileReport, seen: set[str]) -> None:
@@ -467,9 +487,39 @@ class Launcher:
         merged = dict(seen)
         for record in self.store.active():
             if record.id not in merged:
-                merged[record.id] = Reservation(record.id, record.node, record.user, record.environment,
-                                                record.cpus, record.memory, record.gpus, record.gpu_ids)
+                merged[record.id] = self._reservation(record)
         return list(merged.values())
+
+    def _reservation(self, record: SessionRecord) -> Reservation:
+        gl = self._gl.get(record.id)
+        return Reservation(record.id, record.node, record.user, record.environment, record.cpus, record.memory,
+                           record.gpus, record.gpu_ids, opengl=gl.backend if gl else "",
+                           render_devices=gl.devices if gl else (), render_exclusive=gl.exclusive if gl else False)
+
+    # --- OpenGL back ends ------------------------------------------------
+
+    def _with_gl(self, kwargs: dict[str, Any], record: SessionRecord, who: Researcher) -> dict[str, Any]:
+        """KWARGS with the session's OpenGL back end on its own node: nothing when it has none."""
+        choice = self._gl.get(record.id)
+        if choice is None:
+            return kwargs
+        node = self.pool.nodes[record.node].settings
+        try:
+            access = opengl.grant(choice, node, record.id, who.uid, who.gid, self.gl_state)
+        except opengl.GlUnavailable as exc:
+            raise StartFailed(str(exc)) from None
+        return opengl.apply(kwargs, access)
+
+    def _sessions_holding_cookies(self) -> set[str]:
+        with self._admission:
+            starting = set(self._inflight)
+        return starting | {r.id for r in self.store.active()}
+
+    def _end_gl(self, session_id: str) -> None:
+        """The session's 3DX cookie copy removed: nothing opens the 3DX with it any more."""
+        opengl.revoke(self.gl_state, session_id)
+        with self._admission:
+            self._gl.pop(session_id, None)
 
 
 def pull_access(config: Any) -> Any | None:

@@ -16,6 +16,7 @@ from typing import Literal
 from asci_core.config_base import Secret, setting
 
 from .mount_templates import template_problem
+from .opengl import environment_gl_problems, node_gl_problems
 from .sizes import parse_size
 
 NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
@@ -59,6 +60,11 @@ class EnvironmentSettings:
     cpus: float = setting(1.0, help="CPUs reserved and enforced (nano_cpus)", check="positive")
     memory: str = setting("2g", help="memory limit and reservation, e.g. 4g or 512m")
     gpus: int = setting(0, help="GPUs reserved (whole devices)", check=("range", 0, 64))
+    opengl: Literal["none", "glx", "egl", "any"] = setting(
+        "none", help="OpenGL back end for VirtualGL: glx (the node's 3DX server), egl (a render device of the node), "
+                     "any (glx where the node has a 3DX, else egl), none (no GPU access at all)")
+    exclusive_gpus: bool = setting(False, help="egl: the session's render device is its own, shared with no other "
+                                               "session (opengl egl or any; a 3DX is shared by design)")
     shm_size: str = setting("256m", help="size of /dev/shm")
     pids_limit: int = setting(4096, help="most processes in the session", check="positive")
     mounts: list[MountSettings] = setting(default_factory=list, help="data mounts per user")
@@ -133,6 +139,16 @@ class NodeSettings:
     gpus: int | None = setting(None, help="GPUs (default: detected with nvidia-smi or /dev/dri on the local node)",
                                check=("range", 0, 64))
     labels: dict[str, str] = setting(default_factory=dict, help="labels environments can require, e.g. {gpu: a100}")
+    gl_backends: list[Literal["glx", "egl"]] | None = setting(
+        None, help="OpenGL back ends sessions can use here (default on the local node: glx when gpu.three_dx is "
+                   "enabled, egl when /dev/dri has render nodes; elsewhere none)")
+    three_dx_display: str | None = setting(None, help="glx: the node's 3DX display, e.g. :0, or its socket "
+                                                      "/tmp/.X11-unix/X0")
+    three_dx_cookie: Path | None = setting(None, help="glx: the 3DX's xauth file as the launcher reads it; "
+                                                      "each session gets its own copy")
+    render_devices: list[str] | None = setting(
+        None, help="egl: devices a session may be given, e.g. [/dev/dri/renderD128, /dev/nvidia0, /dev/nvidiactl] "
+                   "(default on the local node: /dev/dri/renderD*)")
     timeout: float | None = setting(None, help="seconds before this engine counts as not answering "
                                                "(default: launcher.engine_timeout)", check="positive")
 
@@ -223,6 +239,8 @@ class LauncherSettings:
                 for j, who in enumerate(getattr(env, field)):
                     if not NAME.fullmatch(who):
                         found.append((f"{key}.{field}[{j}]", f"expected a user or group name, got {who!r}"))
+            found.extend((f"{key}.{k}", p) for k, p in environment_gl_problems(env.opengl, env.exclusive_gpus,
+                                                                               self.backend))
         if (self.registry_username is None) != (self.registry_password is None):
             found.append(("registry_password" if self.registry_password is None else "registry_username",
                           "registry_username and registry_password go together"))
@@ -235,6 +253,8 @@ class LauncherSettings:
             found.extend((f"{key}.{k}", p) for k, p in _node_url_problems(node))
             if node.memory is not None:
                 found.extend(_size_problem(f"{key}.memory", node.memory))
+            found.extend((f"{key}.{k}", p) for k, p in node_gl_problems(
+                node.url, node.gl_backends, node.three_dx_display, node.three_dx_cookie, node.render_devices))
             if self.backend == "swarm" and node.name == SWARM_MANAGER:
                 found.append((f"{key}.name", f"{SWARM_MANAGER!r} names the Swarm manager; choose another name"))
         if self.backend == "swarm":
