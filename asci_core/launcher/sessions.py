@@ -179,7 +179,7 @@ class Launcher:
         try:
             image = resolve(env.image, self.registry, self.settings.engine_timeout)
             kwargs = create_kwargs(env, who, reservation, mounts, self.settings.session_network, self.scope, image)
-            kwargs = self._with_gl(kwargs, record, who)
+            kwargs, on_node = self._with_gl(kwargs, record, who, env.account)
         except StartFailed as exc:
             self.store.update(record.id, state=STOPPED, reason=str(exc))
             self._gl.pop(record.id, None)
@@ -192,20 +192,23 @@ class Launcher:
         def run(client: Any) -> str:
             ensure_session_network(client, self.settings.session_network)
             ensure_image(client, image, pull_auth)
-            container = client.containers.create(**kwargs)
+            args = on_node.before_create(client, kwargs, env.account) if on_node is not None else kwargs
+            container = client.containers.create(**args)
             try:
+                if on_node is not None:
+                    on_node.before_start(client, container, image)
                 if first is None:
                     container.start()
                 else:
                     start_with_first_password(client, container, first, self.pool.timeout_for(record.node))
-            except (docker.errors.APIError, OSError):
+            except (docker.errors.APIError, OSError, opengl.GlUnavailable):
                 container.remove(force=True)
                 raise
             return container.id
 
         try:
             container_id = self.pool.call(record.node, run)
-        except (NodeDown, docker.errors.APIError, LauncherError) as exc:
+        except (NodeDown, docker.errors.APIError, LauncherError, opengl.GlUnavailable) as exc:
             reason = start_failure(exc)
             self.store.update(record.id, state=STOPPED, reason=reason)
             self._end_gl(record.id)
@@ -498,17 +501,19 @@ class Launcher:
 
     # --- OpenGL back ends ------------------------------------------------
 
-    def _with_gl(self, kwargs: dict[str, Any], record: SessionRecord, who: Researcher) -> dict[str, Any]:
-        """KWARGS with the session's OpenGL back end on its own node: nothing when it has none."""
+    def _with_gl(self, kwargs: dict[str, Any], record: SessionRecord, who: Researcher,
+                 account: str) -> tuple[dict[str, Any], opengl.NodeSteps | None]:
+        """KWARGS with the session's OpenGL back end on its own node (nothing when it has none), and
+        what is left to do with the node's engine at hand (a remote node's cookie or devices)."""
         choice = self._gl.get(record.id)
         if choice is None:
-            return kwargs
+            return kwargs, None
         node = self.pool.nodes[record.node].settings
         try:
             access = opengl.grant(choice, node, record.id, who.uid, who.gid, self.gl_state)
         except opengl.GlUnavailable as exc:
             raise StartFailed(str(exc)) from None
-        return opengl.apply(kwargs, access)
+        return opengl.apply(kwargs, access, account), access.on_node
 
     def _sessions_holding_cookies(self) -> set[str]:
         with self._admission:
