@@ -159,10 +159,17 @@ def _node_row(n: dict[str, Any]) -> tuple[str, ...]:
     state = "up" if n["healthy"] else f"DOWN ({n['down_reason']})"
     return (n["name"], state, f"{n['reserved_cpus']:g}/{n['cpus']:g}",
             f"{format_size(n['reserved_memory'])}/{format_size(n['memory'])}", f"{n['reserved_gpus']}/{n['gpus']}",
+            ",".join(n.get("backends") or ()) or "-", _render_free(n),
             str(n["sessions"]), ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "-")
 
 
-NODE_HEADER = ("NODE", "STATE", "CPUS", "MEMORY", "GPUS", "SESSIONS", "LABELS")
+def _render_free(n: dict[str, Any]) -> str:
+    """Render devices a shared egl session could still be given, of all the node has; "-" for none."""
+    total = n.get("render_devices") or 0
+    return f"{n.get('render_devices_free') or 0}/{total}" if total else "-"
+
+
+NODE_HEADER = ("NODE", "STATE", "CPUS", "MEMORY", "GPUS", "GL", "RENDER_FREE", "SESSIONS", "LABELS")
 
 
 def cmd_nodes_list(args: argparse.Namespace) -> int:
