@@ -203,3 +203,49 @@ def test_a_missing_cookie_on_the_node_refuses_the_session_in_one_line_and_leaves
         assert leftover_readers(node) == []
     finally:
         launcher.close()
+
+
+def test_a_render_device_only_its_group_may_open_on_a_remote_node_gives_the_session_that_group(
+        remote_nodes, tls, scope, tmp_path):
+    import os
+    import stat
+
+    node = remote_nodes.nodes[1]
+    folder = tmp_path / "dri"
+    folder.mkdir()
+    closed, open_ = folder / "renderD140", folder / "renderD141"
+    for path, minor, mode in ((closed, 140, 0o660), (open_, 141, 0o666)):
+        os.mknod(path, mode | stat.S_IFCHR, os.makedev(226, minor))
+        os.chmod(path, mode)  # whatever the umask took
+    os.chown(closed, 0, 4444)
+    settings = NodeSettings(name=node.name, url=node.tcp_url, cpus=2.0, memory="4g", gpus=0, timeout=30.0,
+                            tls=NodeTLSSettings(tls.ca_cert, tls.client_cert, tls.client_key),
+                            gl_backends=["egl"], render_devices=[str(closed), str(open_)])
+    envs = [tiny_environment(tmp_path, "egl-own", mounts=[], allowed_groups=[], opengl="egl", exclusive_gpus=True),
+            tiny_environment(tmp_path, "egl-image", mounts=[], allowed_groups=[], opengl="egl", exclusive_gpus=True,
+                             account="image")]
+    launcher = build_launcher(tmp_path, "", scope, envs, nodes=[settings])
+    try:
+        first = launcher.create("alice", "egl-own")  # takes the first device: only group 4444 may open it
+        attrs = inspect(node, first.container_id)
+        assert [d["PathOnHost"] for d in attrs["HostConfig"]["Devices"]] == [str(closed)]
+        assert "4444" in attrs["HostConfig"]["GroupAdd"]
+        client = node.client()
+        try:
+            code, out = client.containers.get(first.container_id).exec_run(["id", "-G"], user="5001:5001")
+        finally:
+            client.close()
+        assert code == 0 and "4444" in out.decode().split(), out
+        # An image desktop is told the group by name and gid, after the directory's own groups.
+        second = launcher.create("bob", "egl-image")  # the open device: no group needed
+        variables = dict(v.split("=", 1) for v in inspect(node, second.container_id)["Config"]["Env"])
+        assert "gpu4444" not in variables.get("ASCI_GROUPS", "")
+        launcher.stop(first.id)
+        third = launcher.create("alice", "egl-image")
+        variables = dict(v.split("=", 1) for v in inspect(node, third.container_id)["Config"]["Env"])
+        assert variables["ASCI_GROUPS"].split(",")[-1] == "gpu4444:4444"
+        assert leftover_readers(node) == []
+    finally:
+        for left in launcher.list():
+            launcher.stop(left.id)
+        launcher.close()
