@@ -222,37 +222,29 @@ def _grant_glx(node: Any, session: str, uid: int, gid: int, state_dir: Path) -> 
 # --- device groups -------------------------------------------------------------
 
 
-def device_groups(owners: Iterable[tuple[int, int, str] | None]) -> list[tuple[str, int]]:
+def device_groups(owners: Iterable[tuple[int, int] | None]) -> list[tuple[str, int]]:
     """(name, gid) of the groups a session needs to open its devices: for each device, given as
-    (gid, mode, group name on the node or ""), its group unless anybody may read and write it
-    (udev makes render nodes 0666, NVIDIA's driver its devices too; a site may restrict them to a
-    group such as `render` or `video`). A name the node does not tell becomes gpu<gid>."""
-    found: dict[int, str] = {}
+    (gid, mode), its group unless anybody may read and write it (udev makes render nodes 0666,
+    NVIDIA's driver its devices too; a site may restrict them to a group such as `render`).
+
+    The name is gpu<gid>, never the node's name for it: an image may have a group of that name
+    (`render`, `video`) under another gid, and only the gid opens the device."""
+    gids = set()
     for owner in owners:
         if owner is None:
             continue
-        gid, mode, name = owner
-        if mode & (stat.S_IROTH | stat.S_IWOTH) == (stat.S_IROTH | stat.S_IWOTH):
-            continue
-        found.setdefault(gid, name or f"gpu{gid}")
-    return sorted(((name, gid) for gid, name in found.items()), key=lambda pair: pair[1])
+        gid, mode = owner
+        if mode & (stat.S_IROTH | stat.S_IWOTH) != (stat.S_IROTH | stat.S_IWOTH):
+            gids.add(gid)
+    return [(f"gpu{gid}", gid) for gid in sorted(gids)]
 
 
-def _local_owner(device: str) -> tuple[int, int, str] | None:
+def _local_owner(device: str) -> tuple[int, int] | None:
     try:
         info = os.stat(device)
     except OSError:
         return None
-    return info.st_gid, stat.S_IMODE(info.st_mode), _group_name(info.st_gid)
-
-
-def _group_name(gid: int) -> str:
-    import grp
-
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return ""
+    return info.st_gid, stat.S_IMODE(info.st_mode)
 
 
 def with_groups(kwargs: dict[str, Any], groups: Iterable[tuple[str, int]], account: str) -> dict[str, Any]:
@@ -321,7 +313,7 @@ class NodeSteps:
                 found = peek(client, kwargs["image"], device)
             except NodeFileError as exc:
                 raise GlUnavailable(f"render device {device} of node {self.node} is unusable ({exc})") from None
-            owners.append((found.gid, found.mode, "") if found.kind == "char" else None)
+            owners.append((found.gid, found.mode) if found.kind == "char" else None)
         return with_groups(dict(kwargs), device_groups(owners), account)
 
     def before_start(self, client: Any, container: Any, image: str) -> None:

@@ -339,8 +339,8 @@ def test_the_cookie_archive_holds_one_private_copy_owned_by_the_session_user():
 
 
 def test_device_groups_only_for_devices_closed_to_others():
-    owners = [(44, 0o660, "video"), (109, 0o666, "render"), None, (110, 0o660, ""), (44, 0o660, "video")]
-    assert opengl.device_groups(owners) == [("video", 44), ("gpu110", 110)]
+    owners = [(44, 0o660), (109, 0o666), None, (110, 0o604), (44, 0o660)]
+    assert opengl.device_groups(owners) == [("gpu44", 44), ("gpu110", 110)]
 
 
 def test_device_groups_join_the_directorys_groups_for_image_desktops():
