@@ -30,6 +30,7 @@ from aiohttp import web
 
 from asci_core.errors import AsciError
 from asci_core.jsonlog import get_logger
+from asci_core.throttle import TokenBuckets
 
 from .api_tokens import ACT_AS_HEADER, PREFIX, Principal, TokenRing, admin_token_path, ensure_admin_token, token_ring
 from .container_events import ContainerEventFollower
@@ -39,7 +40,6 @@ from .sessions import SESSION_ID, Launcher
 from .shared import shared_launcher
 from .settings import EnvironmentSettings
 from .store import SessionRecord
-from .throttle import Buckets
 
 log = get_logger("launcher")
 
@@ -60,8 +60,8 @@ class Refused(LauncherError):
 class ApiState:
     config: Any
     make_launcher: Callable[[], Launcher]
-    creates: Buckets
-    auth_failures: Buckets
+    creates: TokenBuckets
+    auth_failures: TokenBuckets
     launcher: Launcher | None = None
     ring: TokenRing | None = None
     executor: ThreadPoolExecutor | None = None
@@ -97,8 +97,8 @@ def setup(app: web.Application, config: Any, scope: dict[str, str] | None = None
         make_launcher = make_launcher or (lambda: Launcher.from_config(config, scope))
         owns_launcher = True
     state = ApiState(config, make_launcher,
-                     Buckets(settings.create_burst, settings.creates_per_minute / 60),
-                     Buckets(settings.auth_failures_burst, settings.auth_failures_per_minute / 60),
+                     TokenBuckets(settings.create_burst, settings.creates_per_minute / 60),
+                     TokenBuckets(settings.auth_failures_burst, settings.auth_failures_per_minute / 60),
                      owns_launcher=owns_launcher)
     api = web.Application(middlewares=[guard])
     api[STATE] = state
