@@ -2,7 +2,7 @@
 primitives every HTTP front of ASCI throttles with.
 
 - TokenBuckets: a steady rate with a burst (session creates, failed token checks).
-- Backoff: failures per key; past a free allowance each further one blocks the key for a
+- FailureBackoff: failures per key; past a free allowance each further one blocks the key for a
   delay that doubles up to a ceiling, and a key left quiet long enough starts afresh (logins).
 
 Both keep their keys in a BoundedTable, so a flood of distinct keys cannot grow memory
@@ -111,7 +111,7 @@ class Failures:
     blocked_until: float = 0.0
 
 
-class Backoff:
+class FailureBackoff:
     """Failures per key. The first FREE cost nothing; each one after blocks the key for FIRST_DELAY,
     doubling with every further failure up to MAX_DELAY, so a block never becomes permanent.
     A key without a failure for FORGET_AFTER seconds starts afresh.

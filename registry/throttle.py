@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from asci_core.errors import AsciError
-from asci_core.throttle import Backoff, BoundedTable, digest
+from asci_core.throttle import BoundedTable, FailureBackoff, digest
 
 T = TypeVar("T")
 
@@ -44,9 +44,9 @@ class LoginThrottle:
         self.policy = policy
         self.clock = clock
         p = policy
-        self._addresses = Backoff(p.free_per_address, p.first_block, p.max_block_address, p.forget_after,
+        self._addresses = FailureBackoff(p.free_per_address, p.first_block, p.max_block_address, p.forget_after,
                                   p.max_keys, clock)
-        self._accounts = Backoff(p.free_per_account, p.first_block, p.max_block_account, p.forget_after,
+        self._accounts = FailureBackoff(p.free_per_account, p.first_block, p.max_block_account, p.forget_after,
                                  p.max_keys, clock)
         self._trusted: BoundedTable[bytes, float] = BoundedTable(p.max_keys)  # (account, address) -> last success
 

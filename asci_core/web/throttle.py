@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from asci_core.throttle import Backoff
+from asci_core.throttle import FailureBackoff
 
 
 class LoginBackoff:
@@ -23,8 +23,8 @@ class LoginBackoff:
     def __init__(self, allowance: int, first_delay: float, max_delay: float,
                  clock: Callable[[], float] = time.monotonic):
         # The ALLOWANCE-th failure is the first that blocks; four ceilings of quiet start a key afresh.
-        def backoff(free: int) -> Backoff:
-            return Backoff(free, first_delay, max_delay, forget_after=max_delay * 4,
+        def backoff(free: int) -> FailureBackoff:
+            return FailureBackoff(free, first_delay, max_delay, forget_after=max_delay * 4,
                            max_keys=self.MAX_KEYS // 2, clock=clock)
 
         self._accounts = backoff(allowance - 1)

@@ -125,8 +125,8 @@ def test_a_moved_setting_loads_with_one_warning_line_each(tmp_path):
     assert run("-c", config_file(tmp_path, "server:\n  max_connections: 9\n"), "config", "check").stderr == ""
     both = run("-c", config_file(tmp_path, "autobuild:\n  max_connections: 9\nserver:\n  max_connections: 8\n"),
                "config", "check")
-    assert one_line(both, 2, "asci: ").endswith(
-        "autobuild.max_connections: moved to server.max_connections, which is set too: keep only server.max_connections")
+    assert one_line(both, 2, "asci: ").endswith("autobuild.max_connections: moved to server.max_connections, "
+                                                "which is set too: keep only server.max_connections")
 
 
 # --- asci config help ------------------------------------------------------------------------------

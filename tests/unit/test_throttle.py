@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from asci_core.throttle import Backoff, BoundedTable, TokenBuckets, digest
+from asci_core.throttle import BoundedTable, FailureBackoff, TokenBuckets, digest
 
 
 class Clock:
@@ -59,7 +59,7 @@ def test_buckets_past_their_key_limit_drop_full_ones_before_old_busy_ones():
 
 def test_backoff_blocks_past_the_free_failures_doubling_to_the_ceiling():
     clock = Clock()
-    backoff = Backoff(free=2, first_delay=1.0, max_delay=5.0, forget_after=100.0, clock=clock)
+    backoff = FailureBackoff(free=2, first_delay=1.0, max_delay=5.0, forget_after=100.0, clock=clock)
     blocks = []
     for _ in range(6):
         backoff.failed("k")
@@ -74,7 +74,7 @@ def test_backoff_blocks_past_the_free_failures_doubling_to_the_ceiling():
 
 def test_backoff_forgets_a_quiet_key_and_on_request():
     clock = Clock()
-    backoff = Backoff(free=0, first_delay=1.0, max_delay=60.0, forget_after=10.0, clock=clock)
+    backoff = FailureBackoff(free=0, first_delay=1.0, max_delay=60.0, forget_after=10.0, clock=clock)
     for _ in range(3):
         backoff.failed("k")
     clock.now += 10
@@ -88,7 +88,7 @@ def test_backoff_forgets_a_quiet_key_and_on_request():
 
 
 def test_backoff_keeps_digests_within_its_key_limit():
-    backoff = Backoff(free=1, first_delay=1.0, max_delay=2.0, forget_after=60.0, max_keys=10, clock=Clock())
+    backoff = FailureBackoff(free=1, first_delay=1.0, max_delay=2.0, forget_after=60.0, max_keys=10, clock=Clock())
     for i in range(100):
         backoff.failed("x" * 60000 + str(i))
     assert len(backoff.rows) == 10 and all(len(k) == 32 for k in backoff.rows)
