@@ -35,6 +35,7 @@ from asci_core.throttle import TokenBuckets
 from .api_tokens import ACT_AS_HEADER, PREFIX, Principal, TokenRing, admin_token_path, ensure_admin_token, token_ring
 from .container_events import ContainerEventFollower
 from .directory import USER_NAME
+from .leader_lock import LeaderLock
 from .errors import BadRequest, LauncherError, NotAllowed, SessionNotFound, UnknownEnvironment
 from .sessions import SESSION_ID, Launcher
 from .shared import shared_launcher
@@ -128,7 +129,8 @@ async def start(api: web.Application) -> None:
     state.launcher = await state.run(state.make_launcher)
     if state.settings.container_events:
         # Before the idle returns below: services' containers exit whether or not sessions exist.
-        state.events = ContainerEventFollower(state.config.stack.docker.socket)
+        state.events = ContainerEventFollower(state.config.stack.docker.socket,
+                                              lock=LeaderLock(state.settings.container_events_lock_dir))
         state.events.start()
     log.info("sessions API ready", prefix=PREFIX, admin_token_file=str(path), tokens=len(state.settings.tokens),
              container_events=state.events is not None)
