@@ -10,18 +10,11 @@ from asci_core.config import ConfigError, parse_config
 from asci_core.launcher.api_tokens import (Principal, TokenFileError, TokenRing, ensure_admin_token,
                                            read_admin_token)
 from asci_core.throttle import TokenBuckets
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_a_bucket_allows_its_burst_then_refills_at_its_rate():
-    clock = Clock()
+    clock = FakeClock(100.0)
     buckets = TokenBuckets(3, 0.5, clock=clock)
     assert [buckets.take("alice") for _ in range(4)] == [True, True, True, False]
     assert buckets.take("bob")  # one bucket per key
@@ -31,7 +24,7 @@ def test_a_bucket_allows_its_burst_then_refills_at_its_rate():
 
 
 def test_buckets_forget_idle_keys_so_many_addresses_cannot_grow_memory():
-    clock = Clock()
+    clock = FakeClock(100.0)
     buckets = TokenBuckets(2, 1.0, max_keys=100, clock=clock)
     for i in range(1000):
         buckets.take(f"10.0.{i // 256}.{i % 256}")

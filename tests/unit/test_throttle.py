@@ -4,14 +4,7 @@ from __future__ import annotations
 import pytest
 
 from asci_core.throttle import BoundedTable, FailureBackoff, TokenBuckets, digest
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_a_table_drops_the_least_recently_written_past_its_limit():
@@ -34,7 +27,7 @@ def test_a_table_drops_idle_rows_before_old_ones():
 
 
 def test_buckets_refill_at_their_rate_up_to_the_burst():
-    clock = Clock()
+    clock = FakeClock()
     buckets = TokenBuckets(2, 0.25, clock=clock)
     assert [buckets.take("k") for _ in range(3)] == [True, True, False]
     assert buckets.empty("k") and buckets.retry_after("k") == 4
@@ -44,7 +37,7 @@ def test_buckets_refill_at_their_rate_up_to_the_burst():
 
 
 def test_buckets_past_their_key_limit_drop_full_ones_before_old_busy_ones():
-    clock = Clock()
+    clock = FakeClock()
     buckets = TokenBuckets(2, 0.1, max_keys=3, clock=clock)
     assert buckets.take("busy") and buckets.take("busy")  # full again only after 20 s
     for name in ("quiet1", "quiet2"):
@@ -58,7 +51,7 @@ def test_buckets_past_their_key_limit_drop_full_ones_before_old_busy_ones():
 
 
 def test_backoff_blocks_past_the_free_failures_doubling_to_the_ceiling():
-    clock = Clock()
+    clock = FakeClock()
     backoff = FailureBackoff(free=2, first_delay=1.0, max_delay=5.0, forget_after=100.0, clock=clock)
     blocks = []
     for _ in range(6):
@@ -73,7 +66,7 @@ def test_backoff_blocks_past_the_free_failures_doubling_to_the_ceiling():
 
 
 def test_backoff_forgets_a_quiet_key_and_on_request():
-    clock = Clock()
+    clock = FakeClock()
     backoff = FailureBackoff(free=0, first_delay=1.0, max_delay=60.0, forget_after=10.0, clock=clock)
     for _ in range(3):
         backoff.failed("k")
@@ -88,7 +81,7 @@ def test_backoff_forgets_a_quiet_key_and_on_request():
 
 
 def test_backoff_keeps_digests_within_its_key_limit():
-    backoff = FailureBackoff(free=1, first_delay=1.0, max_delay=2.0, forget_after=60.0, max_keys=10, clock=Clock())
+    backoff = FailureBackoff(free=1, first_delay=1.0, max_delay=2.0, forget_after=60.0, max_keys=10, clock=FakeClock())
     for i in range(100):
         backoff.failed("x" * 60000 + str(i))
     assert len(backoff.rows) == 10 and all(len(k) == 32 for k in backoff.rows)
