@@ -11,6 +11,8 @@ addresses gets one guess per address, not one per address per back-off.
 bcrypt costs ~0.25 s of CPU, so checks are capped at a few at a time; requests
 from addresses with recent failures wait in a lower lane and are shed when that
 lane is full, so an honest login waits for at most the checks already running.
+
+The counting per key is asci_core.throttle's FailureBackoff; this module adds the policy.
 """
 from __future__ import annotations
 

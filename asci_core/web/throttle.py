@@ -6,6 +6,8 @@ attacker gets a few guesses an hour, while the real user — once the delay has
 passed — still logs in (a lock never becomes permanent, so nobody can lock a
 colleague out for good by typing their name). Unknown names are throttled the
 same way as known ones: the answers reveal nothing about who exists.
+The counting is asci_core.throttle's FailureBackoff, one per kind of key; past
+MAX_KEYS the least recently failed keys are forgotten first.
 """
 from __future__ import annotations
 
