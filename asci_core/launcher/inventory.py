@@ -8,7 +8,8 @@ capacity wherever several engines share a machine.
 Load is what sessions *reserved*, read from the labels every session container
 carries (asci.cpus, asci.memory, asci.gpus — written from the same numbers as its
 limits). One container listing per node answers it, with no inspect per
-container, and a container that exited reserves nothing.
+container, and a container that exited reserves nothing. What the node's
+containers really use is sampled in the background (usage) and joins it here.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .placement import NodeLoad
+from .usage import NodeUsage
 
 COMPONENT = "session"
 SESSION_LABEL = "asci.session"
@@ -147,9 +149,10 @@ def holds_resources(reservation: Reservation) -> bool:
 
 
 def node_loads(capacities: Mapping[str, Capacity], reservations: Iterable[Reservation],
-               down: Mapping[str, str] | None = None) -> list[NodeLoad]:
-    """Placement's view: capacity minus reservations per node; nodes in DOWN are unhealthy."""
+               down: Mapping[str, str] | None = None, usage: Mapping[str, NodeUsage] | None = None) -> list[NodeLoad]:
+    """Placement's view: capacity, reservations and measured USAGE per node; nodes in DOWN are unhealthy."""
     down = down or {}
+    usage = usage or {}
     totals = {name: [0.0, 0, 0, 0] for name in capacities}
     for r in reservations:
         if r.node in totals:
@@ -159,12 +162,19 @@ def node_loads(capacities: Mapping[str, Capacity], reservations: Iterable[Reserv
             t[2] += r.gpus
             t[3] += 1
     loads = [NodeLoad(name, c.cpus, c.memory, c.gpus, c.labels, t[0], t[1], t[2], t[3],
-                      healthy=name not in down, down_reason=down.get(name, ""))
+                      healthy=name not in down, down_reason=down.get(name, ""),
+                      **_measured(usage.get(name)))
              for name, c in capacities.items() for t in (totals[name],)]
     for name, reason in down.items():
         if name not in capacities:
             loads.append(NodeLoad(name, 0, 0, healthy=False, down_reason=reason))
     return loads
+
+
+def _measured(usage: NodeUsage | None) -> dict[str, object]:
+    if usage is None:
+        return {}
+    return dict(measured_cpus=usage.cpus, measured_memory=usage.memory, measured_at=usage.at)
 
 
 def free_gpu_ids(capacity: Capacity, reservations: Iterable[Reservation], node: str) -> list[str]:

@@ -10,7 +10,8 @@ import re
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,6 +34,7 @@ from .session_spec import (container_name, create_kwargs, ensure_image, ensure_s
                            render_mounts, start_with_first_password)
 from .settings import EnvironmentSettings, LauncherSettings, with_registry
 from .store import ACTIVE, LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
+from .usage import UsageSampler
 from .vnc_password import new_password, set_password
 from .image_reference import resolve
 
@@ -84,6 +86,10 @@ class Launcher:
         # Passwords given to sessions at start and not yet handed to anyone: memory only, each handed
         # out once by the first connect (a restarted launcher has none and sets a new one instead).
         self._first_passwords: dict[str, str] = {}
+        self.usage = UsageSampler(pool.names(), pool.call, pool.health.is_down, settings.usage_interval)
+        # Long-lived: a survey that missed its deadline leaves its call running here, not in the request.
+        self._survey_workers = ThreadPoolExecutor(max_workers=max(4, min(64, 2 * len(pool.names()))),
+                                                  thread_name_prefix="asci-survey")
 
     @classmethod
     def from_config(cls, config: Any, scope: Mapping[str, str] | None = None) -> "Launcher":
@@ -99,6 +105,8 @@ class Launcher:
                    NodePool(nodes, settings.engine_timeout), scope, registry=pull_access(config))
 
     def close(self) -> None:
+        self.usage.close()
+        self._survey_workers.shutdown(wait=False, cancel_futures=True)
         self.pool.close()
         self.store.close()
 
@@ -119,9 +127,9 @@ class Launcher:
         return self._owned(session_id, as_user)
 
     def nodes(self) -> list[NodeLoad]:
-        """Each node's capacity and reservations, as placement sees them now."""
+        """Each node's capacity, reservations and measured usage, as placement sees them now."""
         capacities, reservations, down = self._inventory()
-        return node_loads(capacities, self._merge(reservations), down)
+        return node_loads(capacities, self._merge(reservations), down, self.usage.snapshot())
 
     # --- create ----------------------------------------------------------
 
@@ -146,7 +154,8 @@ class Launcher:
                                    f"(at most {self.settings.max_sessions_per_user})")
             reservations = self._merge(seen)
             try:
-                node = place(demand, node_loads(capacities, reservations, down), self.settings.placement, self.ratios)
+                loads = node_loads(capacities, reservations, down, self.usage.snapshot())
+                node = place(demand, loads, self.settings.placement, self.ratios)
             except NoNodeFits as exc:
                 log.warning("session refused", user=who.name, environment=env.name, reason=str(exc))
                 raise NoCapacity(str(exc)) from None
@@ -440,25 +449,48 @@ class Launcher:
         return record
 
     def _inventory(self) -> tuple[dict[str, Capacity], dict[str, Reservation], dict[str, str]]:
-        """Capacity and engine-reported reservations of every answering node, and why the others are down."""
+        """Capacity and engine-reported reservations of every answering node, and why the others are down.
 
-        def survey(name: str) -> tuple[str, Capacity | None, list[Reservation], str | None]:
+        Nodes the health book holds down are not asked (the prober retries them); the others are
+        asked at once, each within its own timeout: one that misses it is marked down and the
+        answer goes on without it, its call left to finish on its own."""
+        self.usage.start()
+
+        def survey(name: str) -> tuple[Capacity | None, list[Reservation], str | None]:
             try:
                 capacity = self.pool.capacity(name)
                 listed = self.pool.call(name, lambda c: list_session_containers(c, self.scope))
             except NodeDown as exc:
-                return name, None, [], exc.reason
+                return None, [], exc.reason
             except docker.errors.APIError as exc:
-                return name, None, [], f"engine error: {exc.explanation or exc}"
+                return None, [], f"engine error: {exc.explanation or exc}"
             found = (reservation_from_container(name, s) for s in listed)
-            return name, capacity, [r for r in found if r is not None and holds_resources(r)], None
+            return capacity, [r for r in found if r is not None and holds_resources(r)], None
 
-        names = self.pool.names()
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(names)))) as workers:
-            results = list(workers.map(survey, names))
-        capacities = {n: c for n, c, _, _ in results if c is not None}
-        down = {n: why for n, _, _, why in results if why is not None}
-        seen = {r.session: r for _, _, found, _ in results for r in found}
+        capacities: dict[str, Capacity] = {}
+        down: dict[str, str] = {}
+        seen: dict[str, Reservation] = {}
+        asked: dict[str, Future] = {}
+        for name in self.pool.names():
+            if self.pool.health.is_down(name):
+                down[name] = self.pool.health.describe(name) or "not answering"
+            else:
+                asked[name] = self._survey_workers.submit(survey, name)
+        began = time.monotonic()
+        for name, future in asked.items():
+            timeout = self.pool.timeout_for(name)
+            try:
+                capacity, found, why = future.result(timeout=max(0.0, began + timeout - time.monotonic()))
+            except FutureTimeout:
+                why = f"did not answer within {timeout:g} s"
+                self.pool.mark_down(name, why)
+                down[name] = why
+                continue
+            if why is not None:
+                down[name] = why
+                continue
+            capacities[name] = capacity
+            seen.update((r.session, r) for r in found)
         return capacities, seen, down
 
     def _merge(self, seen: dict[str, Reservation]) -> list[Reservation]:

@@ -174,6 +174,8 @@ class LauncherSettings:
                                    check="word")
     engine_timeout: float = setting(10.0, help="seconds before a node's engine counts as not answering",
                                     check="positive")
+    usage_interval: float = setting(10.0, help="seconds between background samples of what each node's containers "
+                                               "really use (0: place by reservations only)", check=("range", 0, 3600))
     stop_timeout: int = setting(10, help="seconds a session gets to exit before it is killed", check=("range", 0, 600))
     registry_username: str | None = setting(None, help="pull-only registry account for session images "
                                                        "(default: the registry's own credentials)")
