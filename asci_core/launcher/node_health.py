@@ -30,6 +30,7 @@ class _Down:
     since: float
     failures: int
     next_try: float
+    probing: bool = False
 
 
 class HealthBook:
@@ -53,10 +54,14 @@ class HealthBook:
                 entry = self._down[name] = _Down(reason, now, 0, now)
             entry.reason = reason
             entry.failures += 1
-            entry.next_try = now + min(self.maximum, self.base * 2 ** (entry.failures - 1))
+            if not entry.probing:  # a retry in flight schedules the next one when it ends
+                entry.next_try = now + self._wait(entry.failures)
             newly = entry.failures == 1
         self.changed.set()
         return newly
+
+    def _wait(self, failures: int) -> float:
+        return min(self.maximum, self.base * 2 ** (failures - 1))
 
     def mark_up(self, name: str) -> bool:
         """NAME answered; True when it was down until now."""
@@ -78,33 +83,34 @@ class HealthBook:
             entry = self._down.get(name)
             if entry is None:
                 return ""
-            wait = entry.next_try - now
-        again = "being retried now" if wait <= 0 or math.isinf(wait) else f"next try in {math.ceil(wait):g} s"
+            probing, wait = entry.probing, entry.next_try - now
+        again = "being retried now" if probing or wait <= 0 else f"next try in {math.ceil(wait):g} s"
         return f"{entry.reason}; retried in the background, {again}"
 
     def claim_due(self) -> list[str]:
         """Down nodes whose retry time has come, each handed out once until its outcome is marked."""
         now = self._clock()
         with self._lock:
-            due = [name for name, entry in self._down.items() if entry.next_try <= now]
+            due = [name for name, entry in self._down.items() if not entry.probing and entry.next_try <= now]
             for name in due:
-                self._down[name].next_try = math.inf
+                self._down[name].probing = True
             return sorted(due)
 
-    def reschedule(self, name: str) -> None:
-        """A claimed retry whose outcome was not marked (an unexpected error) is tried again later."""
+    def finish_probe(self, name: str) -> None:
+        """A claimed retry ended: a node still down waits its back-off before the next one."""
         now = self._clock()
         with self._lock:
             entry = self._down.get(name)
-            if entry is not None and math.isinf(entry.next_try):
-                entry.next_try = now + min(self.maximum, self.base * 2 ** entry.failures)
+            if entry is not None and entry.probing:
+                entry.probing = False
+                entry.next_try = now + self._wait(entry.failures)
         self.changed.set()
 
     def next_due_in(self) -> float | None:
         """Seconds until the next retry is due; None when no node waits for one."""
         now = self._clock()
         with self._lock:
-            waits = [e.next_try - now for e in self._down.values() if not math.isinf(e.next_try)]
+            waits = [e.next_try - now for e in self._down.values() if not e.probing]
         return max(0.0, min(waits)) if waits else None
 
 
@@ -136,7 +142,7 @@ class NodeProber:
         except Exception:  # NodeDown and the like: the outcome is in the book; nothing may end the prober
             pass
         finally:
-            self.book.reschedule(name)
+            self.book.finish_probe(name)
 
     def close(self) -> None:
         self._stop.set()

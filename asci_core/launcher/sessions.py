@@ -35,13 +35,13 @@ from .session_spec import (container_name, create_kwargs, ensure_image, ensure_s
 from .settings import EnvironmentSettings, LauncherSettings, with_registry
 from .store import ACTIVE, LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
 from .usage import UsageSampler
+from .vnc_endpoint import endpoint, publish_kwargs
 from .vnc_password import new_password, set_password
 from .image_reference import resolve
 
 log = get_logger("launcher")
 
 SESSION_ID = re.compile(r"[0-9a-f]{16}")
-VNC_PORT = 5901
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,7 @@ class Launcher:
                         node=record.node, reason=str(exc))
             raise
         kwargs = create_kwargs(env, who, reservation, mounts, self.settings.session_network, self.scope, image)
+        kwargs.update(publish_kwargs(self.pool.nodes[record.node].settings))
         pull_auth = self.registry.auth_config() if self.registry is not None else None
         first = new_password() if env.account == "image" else None
 
@@ -273,7 +274,7 @@ class Launcher:
         by_image = env is not None and env.account == "image"
         who = self._user(record.user) if by_image else None
 
-        def run(client: Any) -> str:
+        def run(client: Any) -> tuple[str, int]:
             timeout = self.pool.timeout_for(record.node)
             if first is not None:
                 pass  # the session started with it: nobody has seen it yet
@@ -283,11 +284,10 @@ class Launcher:
                 set_password(client, record.container_id, password, timeout, user=f"{who.uid}:{who.gid}",
                              after=first_password_file(who))
             attrs = client.api.inspect_container(record.container_id)
-            network = (attrs["NetworkSettings"]["Networks"] or {}).get(self.settings.session_network) or {}
-            return network.get("IPAddress", "")
+            return endpoint(self.pool.nodes[record.node].settings, attrs, self.settings.session_network)
 
         try:
-            address = self.pool.call(record.node, run)
+            address, port = self.pool.call(record.node, run)
         except NodeDown as exc:
             raise NodeUnavailable(str(exc)) from None
         except docker.errors.APIError as exc:
@@ -295,10 +295,12 @@ class Launcher:
         except StartFailed as exc:
             raise StartFailed(f"session {record.id}: {exc}") from None
         if not address:
-            raise StartFailed(f"session {record.id} has no address on {self.settings.session_network}")
+            where = ("no published VNC port" if self.pool.nodes[record.node].settings.vnc_address == "published"
+                     else f"no address on {self.settings.session_network}")
+            raise StartFailed(f"session {record.id} has {where}")
         self.store.update(record.id, last_activity=time.time())
         log.info("session connect", session=record.id, user=record.user, node=record.node)
-        return Connection(record.id, record.node, address, VNC_PORT, Secret(password, f"session {record.id}"))
+        return Connection(record.id, record.node, address, port, Secret(password, f"session {record.id}"))
 
     # --- activity and culling --------------------------------------------
 

@@ -25,6 +25,8 @@ def test_a_down_node_is_retried_with_doubling_back_off_up_to_the_maximum():
         assert book.claim_due() == []  # handed out once until its outcome is known
         assert book.next_due_in() is None
         assert book.mark_down("n1", "timed out") is False
+        assert book.next_due_in() is None  # the retry in flight schedules the next one when it ends
+        book.finish_probe("n1")
         waits.append(book.next_due_in())
     assert waits == [2.0, 4.0, 5.0, 5.0, 5.0]
 
@@ -49,13 +51,16 @@ def test_the_reason_given_to_requests_says_when_the_node_is_tried_again():
     assert book.describe("n2") == ""
 
 
-def test_a_retry_whose_outcome_was_not_marked_is_scheduled_again():
+def test_other_failures_while_a_retry_is_in_flight_do_not_start_another_one():
     clock = Clock()
     book = HealthBook(base=1.0, clock=clock)
     book.mark_down("n1", "timed out")
     clock.now += 1
     assert book.claim_due() == ["n1"]
-    book.reschedule("n1")
-    assert book.next_due_in() == 2.0
-    book.reschedule("n2")  # not down: nothing to do
-    assert book.down() == {"n1": "timed out"}
+    book.mark_down("n1", "did not answer within 2 s")  # e.g. a survey's own call timing out meanwhile
+    clock.now += 10
+    assert book.claim_due() == []
+    book.finish_probe("n1")  # the probe ended without marking anything: the node waits its back-off
+    assert book.next_due_in() == 2.0 and book.down() == {"n1": "did not answer within 2 s"}
+    book.finish_probe("n2")  # not down: nothing to do
+    assert book.down() == {"n1": "did not answer within 2 s"}
