@@ -1,8 +1,9 @@
 """Which nodes answer, remembered between requests, and the background retry of those that do not.
 
-Requests (create, the node list) ask only the nodes believed up: a node that missed its
-deadline once is not asked again by every create, which would cost its timeout each time.
-It is retried in the background instead, by one prober thread, with back-off: the first
+Requests (create, the node list) do not ask a node that last failed by timing out: asking
+again would cost every create that node's timeout. (One that failed fast — connection
+refused, its socket gone — costs nothing to ask, so requests still do.) Down nodes are
+retried in the background, by one prober thread, with back-off: the first
 retry after `base` seconds, each failed one doubling the wait up to `maximum`. Any call
 that does reach a node (the prober's ping, reconciliation, stop, connect) marks it up or
 down by its outcome, so a node comes back as soon as anything hears it answer.
@@ -30,6 +31,7 @@ class _Down:
     since: float
     failures: int
     next_try: float
+    slow: bool = False  # the last failure was a timeout: requests do not wait for it again
     probing: bool = False
 
 
@@ -45,14 +47,16 @@ class HealthBook:
         self._lock = threading.Lock()
         self.changed = threading.Event()  # a node went down: the prober looks again
 
-    def mark_down(self, name: str, reason: str) -> bool:
-        """NAME did not answer; True when it was up until now. Each failure doubles the wait before the next try."""
+    def mark_down(self, name: str, reason: str, slow: bool = False) -> bool:
+        """NAME did not answer (SLOW: it timed out); True when it was up until now. Each failure
+        doubles the wait before the next background try."""
         now = self._clock()
         with self._lock:
             entry = self._down.get(name)
             if entry is None:
                 entry = self._down[name] = _Down(reason, now, 0, now)
             entry.reason = reason
+            entry.slow = slow
             entry.failures += 1
             if not entry.probing:  # a retry in flight schedules the next one when it ends
                 entry.next_try = now + self._wait(entry.failures)
@@ -71,6 +75,12 @@ class HealthBook:
     def is_down(self, name: str) -> bool:
         with self._lock:
             return name in self._down
+
+    def avoid(self, name: str) -> bool:
+        """Whether requests should skip NAME: it is down and its last failure took its whole timeout."""
+        with self._lock:
+            entry = self._down.get(name)
+            return entry is not None and entry.slow
 
     def down(self) -> dict[str, str]:
         with self._lock:

@@ -60,6 +60,11 @@ def _describe(exc: BaseException) -> str:
     return text[:200]
 
 
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, (requests.exceptions.Timeout, TimeoutError)) or (
+        isinstance(exc, requests.exceptions.ConnectionError) and "timed out" in str(exc).lower())
+
+
 class NodePool:
     def __init__(self, nodes: list[NodeSettings], timeout: float,
                  client_factory: Callable[[NodeSettings, float], Any] | None = None,
@@ -81,10 +86,10 @@ class NodePool:
     def down(self) -> dict[str, str]:
         return self.health.down()
 
-    def mark_down(self, name: str, reason: str) -> None:
-        """NAME did not answer (a call failed, or missed a request's deadline): requests skip it,
-        the prober retries it."""
-        if self.health.mark_down(name, reason):
+    def mark_down(self, name: str, reason: str, slow: bool = False) -> None:
+        """NAME did not answer (SLOW: it timed out, or missed a request's deadline, and requests skip
+        it); the prober retries it."""
+        if self.health.mark_down(name, reason, slow):
             log_transition(name, True, reason)
         self._ensure_prober()
 
@@ -105,7 +110,7 @@ class NodePool:
                 docker.errors.DockerException, OSError) as exc:
             reason = _describe(exc)
             self._drop_client(node)
-            self.mark_down(name, reason)
+            self.mark_down(name, reason, slow=_timed_out(exc))
             raise NodeDown(name, reason) from None
         self.mark_up(name)
         return result

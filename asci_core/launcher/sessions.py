@@ -453,8 +453,8 @@ class Launcher:
     def _inventory(self) -> tuple[dict[str, Capacity], dict[str, Reservation], dict[str, str]]:
         """Capacity and engine-reported reservations of every answering node, and why the others are down.
 
-        Nodes the health book holds down are not asked (the prober retries them); the others are
-        asked at once, each within its own timeout: one that misses it is marked down and the
+        Nodes that last failed by timing out are not asked (the prober retries them); the others
+        are asked at once, each within its own timeout: one that misses it is marked down and the
         answer goes on without it, its call left to finish on its own."""
         self.usage.start()
 
@@ -474,7 +474,7 @@ class Launcher:
         seen: dict[str, Reservation] = {}
         asked: dict[str, Future] = {}
         for name in self.pool.names():
-            if self.pool.health.is_down(name):
+            if self.pool.health.avoid(name):
                 down[name] = self.pool.health.describe(name) or "not answering"
             else:
                 asked[name] = self._survey_workers.submit(survey, name)
@@ -485,7 +485,7 @@ class Launcher:
                 capacity, found, why = future.result(timeout=max(0.0, began + timeout - time.monotonic()))
             except FutureTimeout:
                 why = f"did not answer within {timeout:g} s"
-                self.pool.mark_down(name, why)
+                self.pool.mark_down(name, why, slow=True)
                 down[name] = why
                 continue
             if why is not None:

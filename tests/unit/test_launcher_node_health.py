@@ -64,3 +64,13 @@ def test_other_failures_while_a_retry_is_in_flight_do_not_start_another_one():
     assert book.next_due_in() == 2.0 and book.down() == {"n1": "did not answer within 2 s"}
     book.finish_probe("n2")  # not down: nothing to do
     assert book.down() == {"n1": "did not answer within 2 s"}
+
+
+def test_requests_skip_only_a_node_whose_last_failure_was_a_timeout():
+    book = HealthBook(clock=Clock())
+    book.mark_down("refused", "connection refused")
+    book.mark_down("hung", "timed out", slow=True)
+    assert not book.avoid("refused") and book.avoid("hung") and not book.avoid("up")
+    # Failing fast later: asking costs nothing again.
+    book.mark_down("hung", "connection refused")
+    assert not book.avoid("hung")
