@@ -99,17 +99,20 @@ class NodePool:
 
     def call(self, name: str, fn: Callable[[Any], T]) -> T:
         node = self.nodes[name]
+        client = None
         try:
-            if node.client is None:
-                node.client = self._factory(node.settings, self.timeout_for(name))
-            result = fn(node.client)
+            with node.lock:  # requests, the sampler and the prober share one client per node
+                if node.client is None:
+                    node.client = self._factory(node.settings, self.timeout_for(name))
+                client = node.client
+            result = fn(client)
         except docker.errors.APIError:
             self.mark_up(name)
             raise
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                 docker.errors.DockerException, OSError) as exc:
             reason = _describe(exc)
-            self._drop_client(node)
+            self._drop_client(node, client)
             self.mark_down(name, reason, slow=_timed_out(exc))
             raise NodeDown(name, reason) from None
         self.mark_up(name)
@@ -152,13 +155,16 @@ class NodePool:
             self._drop_client(node)
 
     @staticmethod
-    def _drop_client(node: Node) -> None:
-        if node.client is not None:
-            try:
-                node.client.close()
-            except Exception:  # closing a broken client must not hide why it broke
-                pass
-            node.client = None
+    def _drop_client(node: Node, client: Any = None) -> None:
+        """Close NODE's client (only CLIENT, when given: another thread may have replaced it already)."""
+        with node.lock:
+            if node.client is None or (client is not None and node.client is not client):
+                return
+            dropped, node.client = node.client, None
+        try:
+            dropped.close()
+        except Exception:  # closing a broken client must not hide why it broke
+            pass
 
 
 def make_client(settings: NodeSettings, timeout: float) -> docker.DockerClient:

@@ -88,7 +88,8 @@ class Launcher:
         self._first_passwords: dict[str, str] = {}
         self.usage = UsageSampler(pool.names(), pool.call, pool.health.is_down, settings.usage_interval)
         # Long-lived: a survey that missed its deadline leaves its call running here, not in the request.
-        self._survey_workers = ThreadPoolExecutor(max_workers=max(4, min(64, 2 * len(pool.names()))),
+        # Sized for every API worker surveying every node at once (threads are made only when needed).
+        self._survey_workers = ThreadPoolExecutor(max_workers=max(16, min(256, 8 * len(pool.names()))),
                                                   thread_name_prefix="asci-survey")
 
     @classmethod
@@ -458,7 +459,10 @@ class Launcher:
         answer goes on without it, its call left to finish on its own."""
         self.usage.start()
 
+        started: dict[str, float] = {}
+
         def survey(name: str) -> tuple[Capacity | None, list[Reservation], str | None]:
+            started[name] = time.monotonic()
             try:
                 capacity = self.pool.capacity(name)
                 listed = self.pool.call(name, lambda c: list_session_containers(c, self.scope))
@@ -478,11 +482,10 @@ class Launcher:
                 down[name] = self.pool.health.describe(name) or "not answering"
             else:
                 asked[name] = self._survey_workers.submit(survey, name)
-        began = time.monotonic()
         for name, future in asked.items():
             timeout = self.pool.timeout_for(name)
             try:
-                capacity, found, why = future.result(timeout=max(0.0, began + timeout - time.monotonic()))
+                capacity, found, why = self._within_deadline(future, started, name, timeout)
             except FutureTimeout:
                 why = f"did not answer within {timeout:g} s"
                 self.pool.mark_down(name, why, slow=True)
@@ -494,6 +497,19 @@ class Launcher:
             capacities[name] = capacity
             seen.update((r.session, r) for r in found)
         return capacities, seen, down
+
+    @staticmethod
+    def _within_deadline(future: Future, started: dict[str, float], name: str, timeout: float) -> Any:
+        """FUTURE's result, or FutureTimeout once its call has run TIMEOUT seconds. Time spent queued
+        behind other requests' surveys is not the node's: the deadline starts with the call."""
+        while True:
+            begun = started.get(name)
+            remaining = timeout if begun is None else begun + timeout - time.monotonic()
+            try:
+                return future.result(timeout=max(0.0, remaining))
+            except FutureTimeout:
+                if name in started and time.monotonic() >= started[name] + timeout:
+                    raise
 
     def _merge(self, seen: dict[str, Reservation]) -> list[Reservation]:
         """Engine-reported reservations plus recorded sessions the engines did not show yet
