@@ -4,9 +4,10 @@ Every engine call goes through `NodePool.call`, which gives each client an
 explicit timeout and turns "the engine did not answer" (connection refused or
 reset, read timeout, a client that cannot be built) into `NodeDown` and marks the
 node down. An `APIError` is an answer, so it passes through and the node stays
-up. Down nodes are remembered in a `HealthBook` (node_health): requests skip them
-and a background prober retries them with back-off; any call that reaches a node
-(reconcile, stop, connect, the prober) marks it up again when it answers.
+up. Down nodes are remembered in a `HealthBook` (node_health): requests skip those
+that timed out, and a background prober retries them all with back-off; any call
+that reaches a node (reconcile, stop, connect, the prober) marks it up again when
+it answers.
 """
 from __future__ import annotations
 

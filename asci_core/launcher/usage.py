@@ -107,8 +107,8 @@ def sample_node(client: Any, workers: ThreadPoolExecutor) -> dict[str, Reading]:
     def one(container: str) -> tuple[str, Reading | None]:
         try:
             return container, reading_from_stats(client.api.stats(container, stream=False, one_shot=True))
-        except docker.errors.NotFound:
-            return container, None  # exited between the listing and its reading
+        except docker.errors.APIError:
+            return container, None  # exited between the listing and its reading, or cannot be read: not counted
     return {cid: r for cid, r in workers.map(one, ids) if r is not None}
 
 
@@ -163,7 +163,9 @@ class UsageSampler:
                             self.rounds[name] += 1
                 self._stop.wait(self.interval)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stops the threads; one waiting on a hung node is left to end with its call (daemon)."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
