@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("id")
         p.add_argument("--user", help="act as this user (their session only)")
 
-    nodes = sub.add_parser("nodes", help="the engines that run sessions: capacity and reservations")
+    nodes = sub.add_parser("nodes", help="the engines that run sessions: capacity, reservations and measured use")
     nodes.set_defaults(error_prefix="asci nodes")
     actions = nodes.add_subparsers(dest="action", required=True, metavar="ACTION")
     _action(actions, "list", "every node", cmd_nodes_list)
@@ -157,12 +157,16 @@ def cmd_sessions_connect(args: argparse.Namespace) -> int:
 
 def _node_row(n: dict[str, Any]) -> tuple[str, ...]:
     state = "up" if n["healthy"] else f"DOWN ({n['down_reason']})"
+    # Reserved/capacity, then what the node's containers were measured to use ("-": no recent measurement).
+    measured = n.get("measured_at") is not None
     return (n["name"], state, f"{n['reserved_cpus']:g}/{n['cpus']:g}",
             f"{format_size(n['reserved_memory'])}/{format_size(n['memory'])}", f"{n['reserved_gpus']}/{n['gpus']}",
+            f"{n['measured_cpus']:.2f}" if measured else "-",
+            format_size(n["measured_memory"]) if measured else "-",
             str(n["sessions"]), ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "-")
 
 
-NODE_HEADER = ("NODE", "STATE", "CPUS", "MEMORY", "GPUS", "SESSIONS", "LABELS")
+NODE_HEADER = ("NODE", "STATE", "CPUS", "MEMORY", "GPUS", "CPU-USED", "MEM-USED", "SESSIONS", "LABELS")
 
 
 def cmd_nodes_list(args: argparse.Namespace) -> int:

@@ -419,6 +419,8 @@ def _node_json(load: Any) -> dict[str, Any]:
     data = asdict(load)
     data["labels"] = dict(load.labels)
     data["backends"] = sorted(load.backends)
+    # What placement counts as taken: the larger of reserved and measured (measured_at null: not measured).
+    data["used_cpus"], data["used_memory"] = load.used_cpus, load.used_memory
     return data
 
 

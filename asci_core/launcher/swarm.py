@@ -38,7 +38,8 @@ from .inventory import (COMPONENT, SESSION_LABEL, Capacity, Reservation, reserva
                         scope_labels)
 from .nodes import NodeDown, NodePool
 from .session_spec import BindMount, container_name, first_password_file, identity_kwargs
-from .sessions import SESSION_ID, VNC_PORT, Connection, Launcher, ReconcileReport, log, start_failure
+from .sessions import SESSION_ID, Connection, Launcher, ReconcileReport, log, start_failure
+from .vnc_endpoint import VNC_PORT
 from .settings import SWARM_MANAGER, EnvironmentSettings, LauncherSettings, NodeSettings
 from .store import LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
 from .image_reference import resolve

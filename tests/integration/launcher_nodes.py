@@ -15,23 +15,30 @@ inside the namespaces, none collides with the shared engine's 172.17/16.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import docker
 import docker.errors
 import requests.exceptions
 from asci_core.stack.docker_engine import docker_client
 
+T = TypeVar("T")
 ROOT = Path("/var/tmp/asci-test-nodes")
+# The switch's own address, given only by `attach_proxy`: where a proxy on "another machine" sits.
+PROXY_ADDRESS = "10.231.0.1"
+CLONE_NEWNET = 0x40000000
 SUBSYSTEMS = Path("/sys/fs/cgroup")
 ENGINE_START_TIMEOUT = 30.0
 # The node's dockerd replaces the shell, so the process started here *is* the engine.
@@ -207,6 +214,19 @@ class NodeCluster:
                 raise RuntimeError(f"containerd of {node.name} (pid {containerd}) did not go")
             time.sleep(0.05)
 
+    def attach_proxy(self) -> str:
+        """Give the switch an address of its own, as a proxy machine on the nodes' network would have;
+        returns it. Run code there with `on_proxy`."""
+        if not getattr(self, "_proxy_attached", False):
+            _ip("-n", self.switch, "addr", "add", f"{PROXY_ADDRESS}/24", "dev", "br0")
+            self._proxy_attached = True
+        return PROXY_ADDRESS
+
+    def on_proxy(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """FN's result, run in a thread that entered the switch's network namespace: sockets it
+        opens reach the nodes as the proxy machine would. The test process's own threads stay put."""
+        return in_namespace(Path("/run/netns") / self.switch, fn, timeout)
+
     def load_image(self, source: docker.DockerClient, reference: str) -> None:
         """Copy REFERENCE from SOURCE into every node (docker save | docker load)."""
         began = time.monotonic()
@@ -258,6 +278,45 @@ class NodeCluster:
             _remove_cgroups(node.cgroup_parent)
         _remove_tree(self.base)
         self.timings["teardown"] = time.monotonic() - began
+
+
+def in_namespace(netns: Path, fn: Callable[[], T], timeout: float = 30.0) -> T:
+    """FN's result, run in a new thread that joined the network namespace NETNS (setns affects the
+    calling thread alone, and the thread ends with FN)."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(netns, os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns {netns}")
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=run, name=f"netns-{netns.name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"nothing came back from {netns.name} within {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]  # type: ignore[return-value]
+
+
+def read_banner(address: str, port: int, timeout: float = 5.0) -> bytes:
+    """The first line a TCP server at ADDRESS:PORT sends (a VNC server: its RFB version)."""
+    with socket.create_connection((address, port), timeout=timeout) as conn:
+        data = b""
+        while not data.endswith(b"\n") and len(data) < 64:
+            chunk = conn.recv(64)
+            if not chunk:
+                break
+            data += chunk
+        return data
 
 
 def sweep_abandoned() -> None:
