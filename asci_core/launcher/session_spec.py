@@ -95,11 +95,21 @@ def identity_kwargs(env: EnvironmentSettings, user: Researcher) -> dict[str, Any
         caps = sorted(set(IMAGE_ACCOUNT_CAPABILITIES) | set(env.capabilities))
         # The first one-time password arrives on the entry point's stdin (see start_with_first_password).
         env_vars["ASCI_VNC_PASSWORD_FILE"] = "/dev/stdin"
+        if user.numbered_groups:
+            # The entry point creates them and makes the user a member: setpriv --init-groups then
+            # gives them to every session process (group_add would be dropped by that very step).
+            env_vars["ASCI_GROUPS"] = groups_variable(user)
         # stdin_open without detach is how the SDK asks for StdinOnce (closed after the first attach).
         return dict(user=None, init=False, cap_add=caps, environment=env_vars, stdin_open=True, detach=False)
-    # group_add holds only here: the image's entry point rebuilds the groups from its own /etc/group.
+    # group_add holds only here: the image's entry point rebuilds the groups from its own /etc/group
+    # (filled from ASCI_GROUPS above).
     return dict(user=f"{user.uid}:{user.gid}", init=True, cap_add=list(env.capabilities) or None,
                 environment=env_vars, group_add=[str(g) for g in user.group_ids] or None)
+
+
+def groups_variable(user: Researcher) -> str:
+    """ASCI_GROUPS for the desktop images' entry point: "name:gid,name:gid"."""
+    return ",".join(f"{name}:{gid}" for name, gid in user.numbered_groups)
 
 
 def create_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Reservation, mounts: list[BindMount],
