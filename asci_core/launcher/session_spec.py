@@ -63,17 +63,6 @@ def ensure_session_network(client: Any, name: str) -> None:
                           f"remove it or set launcher.session_network to another name")
 
 
-def ensure_image(client: Any, reference: str, auth_config: dict[str, str] | None) -> None:
-    """REFERENCE on the node, pulled with AUTH_CONFIG (pull-only credentials) when it lacks it."""
-    try:
-        client.images.get(reference)
-    except docker.errors.ImageNotFound:
-        repository, _, tag = reference.rpartition(":")
-        if "/" in tag or not repository:  # a port, not a tag
-            repository, tag = reference, "latest"
-        client.images.pull(repository, tag=tag, auth_config=auth_config)
-
-
 def home_of(user: Researcher) -> str:
     return f"/home/{user.name}"
 

@@ -28,8 +28,9 @@ from .inventory import (HOLDING_STATES, SESSION_LABEL, Capacity, Reservation, fr
                         list_session_containers, node_loads, reservation_from_container)
 from .mount_templates import MountTemplateError
 from .nodes import NodeDown, NodePool, default_nodes
+from .pull_account import pull
 from .placement import Demand, NodeLoad, NoNodeFits, Ratios, place
-from .session_spec import (container_name, create_kwargs, ensure_image, ensure_session_network, first_password_file,
+from .session_spec import (container_name, create_kwargs, ensure_session_network, first_password_file,
                            render_mounts, start_with_first_password)
 from .settings import EnvironmentSettings, LauncherSettings, with_registry
 from .store import ACTIVE, LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
@@ -172,12 +173,11 @@ class Launcher:
                         node=record.node, reason=str(exc))
             raise
         kwargs = create_kwargs(env, who, reservation, mounts, self.settings.session_network, self.scope, image)
-        pull_auth = self.registry.auth_config() if self.registry is not None else None
         first = new_password() if env.account == "image" else None
 
         def run(client: Any) -> str:
             ensure_session_network(client, self.settings.session_network)
-            ensure_image(client, image, pull_auth)
+            pull(client, image, self.registry)
             container = client.containers.create(**kwargs)
             try:
                 if first is None:
