@@ -27,6 +27,8 @@ from .mount_templates import Substitution, render
 from .settings import IMAGE_ACCOUNT_CAPABILITIES, EnvironmentSettings
 
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
+# The desktop images' entry point refuses more (each group is one groupadd at start).
+MAX_IMAGE_GROUPS = 256
 NETWORK_LABELS = {"asci.component": "launcher"}
 
 
@@ -94,6 +96,14 @@ def identity_kwargs(env: EnvironmentSettings, user: Researcher) -> dict[str, Any
     # (filled from ASCI_GROUPS above).
     return dict(user=f"{user.uid}:{user.gid}", init=True, cap_add=list(env.capabilities) or None,
                 environment=env_vars, group_add=[str(g) for g in user.group_ids] or None)
+
+
+def identity_problem(env: EnvironmentSettings, user: Researcher) -> str | None:
+    """Why ENV's image could not take USER's identity, found before anything starts; None when it can."""
+    if env.account == "image" and len(user.numbered_groups) > MAX_IMAGE_GROUPS:
+        return (f"the desktop images take at most {MAX_IMAGE_GROUPS} groups (ASCI_GROUPS), "
+                f"the directory gives {len(user.numbered_groups)}")
+    return None
 
 
 def groups_variable(user: Researcher) -> str:

@@ -31,7 +31,7 @@ from .nodes import NodeDown, NodePool, default_nodes
 from .pull_account import pull
 from .placement import Demand, NodeLoad, NoNodeFits, Ratios, place
 from .session_spec import (container_name, create_kwargs, ensure_session_network, first_password_file,
-                           render_mounts, start_with_first_password)
+                           identity_problem, render_mounts, start_with_first_password)
 from .settings import EnvironmentSettings, LauncherSettings, with_registry
 from .store import ACTIVE, LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
 from .vnc_password import new_password, set_password
@@ -138,6 +138,10 @@ class Launcher:
         except MountTemplateError as exc:
             log.warning("session refused", user=who.name, environment=env.name, reason=str(exc))
             raise NotAllowed(f"environment {env.name!r} cannot be started for {who.name!r}: {exc}") from None
+        problem = identity_problem(env, who)
+        if problem is not None:
+            log.warning("session refused", user=who.name, environment=env.name, reason=problem)
+            raise NotAllowed(f"environment {env.name!r} cannot be started for {who.name!r}: {problem}")
         demand = Demand(env.cpus, env.memory_bytes, env.gpus, env.node_labels)
         capacities, seen, down = self._inventory()
         with self._admission:

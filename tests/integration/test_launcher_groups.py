@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from asci_core.launcher.errors import NotAllowed
 from asci_core.launcher.settings import DEFAULT_ENVIRONMENT, MountSettings, with_registry
 from autobuild.images import content_tag
 from tests.conftest import LABELS
@@ -119,3 +120,20 @@ def test_bad_or_clashing_groups_end_the_desktop_at_once_with_one_line(docker_cli
         assert len(lines) == 1 and lines[0].startswith(f"asci-session: {expected}"), lines
     finally:
         container.remove(force=True)
+
+
+def test_more_groups_than_the_desktop_takes_is_refused_before_anything_starts(stack, docker_client, scope, tmp_path,
+                                                                               data_root, desktop):
+    names = [f"g{i}" for i in range(257)]
+    (tmp_path / "users.yaml").write_text(
+        f"users:\n  - {{name: alice, uid: 5001, gid: 5001, groups: [{', '.join(names)}]}}\n"
+        f"groups: {{{', '.join(f'{n}: {10000 + i}' for i, n in enumerate(names))}}}\n")
+    env = replace(with_registry(DEFAULT_ENVIRONMENT, stack.registry.address), cpus=1.0, image=desktop)
+    launcher = build_launcher(tmp_path, str(stack.config.stack.docker.socket), scope, [env])
+    try:
+        with pytest.raises(NotAllowed, match=r"takes? at most 256 groups .*gives 257$"):
+            launcher.create("alice", env.name)
+        assert launcher.list(include_stopped=True) == []
+        assert docker_client.containers.list(all=True, filters={"label": [f"{k}={v}" for k, v in scope.items()]}) == []
+    finally:
+        launcher.close()

@@ -97,3 +97,13 @@ def test_the_users_file_pairs_each_group_with_its_gid(tmp_path: Path):
                     "groups: {i03: 7003, i04: 7004, unused: 7005}\n")
     alice = load_users(path)["alice"]
     assert alice.numbered_groups == (("i03", 7003), ("i04", 7004)) and alice.group_ids == (7003, 7004)
+
+
+def test_more_groups_than_the_desktop_images_take_is_found_before_anything_starts():
+    from asci_core.launcher.session_spec import MAX_IMAGE_GROUPS, identity_problem
+    from asci_core.launcher.settings import EnvironmentSettings
+    many = Researcher("alice", 5001, 5001, numbered_groups=tuple((f"g{i}", 10000 + i)
+                                                                 for i in range(MAX_IMAGE_GROUPS + 1)))
+    assert "at most 256 groups" in identity_problem(DEFAULT_ENVIRONMENT, many)
+    assert identity_problem(EnvironmentSettings(name="x", image="asci/tiny:latest"), many) is None  # group_add
+    assert identity_problem(DEFAULT_ENVIRONMENT, Researcher("alice", 5001, 5001)) is None

@@ -31,3 +31,4 @@ def test_a_desktop_service_has_no_first_password_but_the_users_groups():
     assert "ASCI_VNC_PASSWORD_FILE" not in variables
     assert (variables["ASCI_USER"], variables["ASCI_GROUPS"]) == ("alice", "i03:7003")
     assert "User" not in spec and spec["CapabilityDrop"] == ["ALL"]
+
