@@ -27,7 +27,7 @@ from .mount_templates import Substitution, render
 from .settings import IMAGE_ACCOUNT_CAPABILITIES, EnvironmentSettings
 
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
-# The desktop images' entry point refuses more (each group is one groupadd at start).
+# The most groups the desktop images' entry point takes (ASCI_GROUPS).
 MAX_IMAGE_GROUPS = 256
 NETWORK_LABELS = {"asci.component": "launcher"}
 
@@ -100,15 +100,30 @@ def identity_kwargs(env: EnvironmentSettings, user: Researcher) -> dict[str, Any
 
 def identity_problem(env: EnvironmentSettings, user: Researcher) -> str | None:
     """Why ENV's image could not take USER's identity, found before anything starts; None when it can."""
-    if env.account == "image" and len(user.numbered_groups) > MAX_IMAGE_GROUPS:
-        return (f"the desktop images take at most {MAX_IMAGE_GROUPS} groups (ASCI_GROUPS), "
-                f"the directory gives {len(user.numbered_groups)}")
+    if env.account != "image":
+        return None
+    groups = image_groups(user)
+    if len(groups) > MAX_IMAGE_GROUPS:
+        return f"the desktop images take at most {MAX_IMAGE_GROUPS} groups (ASCI_GROUPS), the directory gives {len(groups)}"
+    gids: dict[str, int] = {}
+    for name, gid in groups:
+        if gids.setdefault(name, gid) != gid:
+            return f"the directory gives group {name!r} two gids ({gids[name]} and {gid})"
     return None
+
+
+def image_groups(user: Researcher) -> list[tuple[str, int]]:
+    """USER's (name, gid) pairs with one name per gid (the first in order): a gid is what grants
+    access, and the entry point refuses one gid under two names."""
+    named: dict[int, str] = {}
+    for name, gid in sorted(user.numbered_groups):
+        named.setdefault(gid, name)
+    return sorted((name, gid) for gid, name in named.items())
 
 
 def groups_variable(user: Researcher) -> str:
     """ASCI_GROUPS for the desktop images' entry point: "name:gid,name:gid"."""
-    return ",".join(f"{name}:{gid}" for name, gid in user.numbered_groups)
+    return ",".join(f"{name}:{gid}" for name, gid in image_groups(user))
 
 
 def create_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Reservation, mounts: list[BindMount],

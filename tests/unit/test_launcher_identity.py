@@ -107,3 +107,11 @@ def test_more_groups_than_the_desktop_images_take_is_found_before_anything_start
     assert "at most 256 groups" in identity_problem(DEFAULT_ENVIRONMENT, many)
     assert identity_problem(EnvironmentSettings(name="x", image="asci/tiny:latest"), many) is None  # group_add
     assert identity_problem(DEFAULT_ENVIRONMENT, Researcher("alice", 5001, 5001)) is None
+
+
+def test_one_name_per_gid_goes_to_the_image_and_a_name_with_two_gids_is_refused_before_start():
+    from asci_core.launcher.session_spec import groups_variable, identity_problem
+    shared = Researcher("alice", 5001, 5001, numbered_groups=(("i03", 7003), ("i03-alias", 7003), ("i04", 7004)))
+    assert groups_variable(shared) == "i03:7003,i04:7004" and identity_problem(DEFAULT_ENVIRONMENT, shared) is None
+    twice = Researcher("alice", 5001, 5001, numbered_groups=(("i03", 7003), ("i03", 7013)))
+    assert identity_problem(DEFAULT_ENVIRONMENT, twice) == "the directory gives group 'i03' two gids (7003 and 7013)"
