@@ -30,9 +30,10 @@ from .inventory import (HOLDING_STATES, SESSION_LABEL, Capacity, Reservation, fr
 from .mount_templates import MountTemplateError
 from .nodes import NodeDown, NodePool, default_nodes
 from . import opengl
+from .pull_account import pull
 from .placement import Demand, NodeLoad, NoNodeFits, Ratios, backend_for, place
-from .session_spec import (container_name, create_kwargs, ensure_image, ensure_session_network, first_password_file,
-                           render_mounts, start_with_first_password)
+from .session_spec import (container_name, create_kwargs, ensure_session_network, first_password_file,
+                           identity_problem, render_mounts, start_with_first_password)
 from .settings import EnvironmentSettings, LauncherSettings, with_registry
 from .store import ACTIVE, LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
 from .usage import UsageSampler
@@ -154,6 +155,10 @@ class Launcher:
         except MountTemplateError as exc:
             log.warning("session refused", user=who.name, environment=env.name, reason=str(exc))
             raise NotAllowed(f"environment {env.name!r} cannot be started for {who.name!r}: {exc}") from None
+        problem = identity_problem(env, who)
+        if problem is not None:
+            log.warning("session refused", user=who.name, environment=env.name, reason=problem)
+            raise NotAllowed(f"environment {env.name!r} cannot be started for {who.name!r}: {problem}")
         demand = Demand(env.cpus, env.memory_bytes, env.gpus, env.node_labels, env.opengl, env.exclusive_gpus)
         capacities, seen, down = self._inventory()
         with self._admission:
@@ -197,12 +202,11 @@ class Launcher:
             log.warning("session failed to start", session=record.id, user=who.name, environment=env.name,
                         node=record.node, reason=str(exc))
             raise
-        pull_auth = self.registry.auth_config() if self.registry is not None else None
         first = new_password() if env.account == "image" else None
 
         def run(client: Any) -> str:
             ensure_session_network(client, self.settings.session_network)
-            ensure_image(client, image, pull_auth)
+            pull(client, image, self.registry)
             container = client.containers.create(**kwargs)
             try:
                 if first is None:

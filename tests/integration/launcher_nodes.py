@@ -33,6 +33,7 @@ import docker
 import docker.errors
 import requests.exceptions
 from asci_core.stack.docker_engine import docker_client
+from tests.support.waiting import wait_until
 
 T = TypeVar("T")
 ROOT = Path("/var/tmp/asci-test-nodes")
@@ -87,10 +88,13 @@ class EngineNode:
 class NodeCluster:
     """N real engines in namespaces. Use as a context manager: it always tears down what it started."""
 
-    def __init__(self, count: int, label: str, live_restore: bool = False):
+    def __init__(self, count: int, label: str, live_restore: bool = False, swarm_pulls: bool = False):
         """LIVE_RESTORE: containers outlive their engine (what a facility sets on session nodes;
-        Swarm mode refuses it)."""
+        Swarm mode refuses it). SWARM_PULLS: Swarm tasks pull their image as in production;
+        without it they use the node's own copy (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE), since a
+        pull of an image from no reachable registry first waits out a DNS timeout (~20 s)."""
         self.live_restore = live_restore
+        self.swarm_pulls = swarm_pulls
         token = uuid.uuid4().hex[:6]
         self.token = token
         self.base = ROOT / f"{label}-{token}"
@@ -163,7 +167,9 @@ class NodeCluster:
         ]
         if self.live_restore:
             args.append("--live-restore")
-        env = {**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
+        env = {k: v for k, v in os.environ.items() if k != "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE"}
+        if not self.swarm_pulls:
+            env["DOCKER_SERVICE_PREFER_OFFLINE_IMAGE"] = "1"
         with open(node.base / "dockerd.log", "ab") as log:
             node.process = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{node.netns}", "unshare", "--mount", "--uts", "--propagation", "slave",
@@ -226,6 +232,33 @@ class NodeCluster:
         """FN's result, run in a thread that entered the switch's network namespace: sockets it
         opens reach the nodes as the proxy machine would. The test process's own threads stay put."""
         return in_namespace(Path("/run/netns") / self.switch, fn, timeout)
+
+    def form_swarm(self, node_labels: dict[str, dict[str, str]]) -> None:
+        """The first node initialises a Swarm, the others join as workers; each node gets the labels
+        NODE_LABELS gives its name."""
+        began = time.monotonic()
+        manager, *workers = self.nodes
+        client = manager.client()
+        try:
+            client.swarm.init(advertise_addr=manager.address, listen_addr=f"{manager.address}:2377",
+                              default_addr_pool=["10.234.0.0/16"], subnet_size=24)
+            token = client.swarm.attrs["JoinTokens"]["Worker"]
+            for worker in workers:
+                joining = worker.client()
+                try:
+                    joining.swarm.join(remote_addrs=[f"{manager.address}:2377"], join_token=token,
+                                       advertise_addr=worker.address, listen_addr=f"{worker.address}:2377")
+                finally:
+                    joining.close()
+            wait_until(lambda: len([n for n in client.nodes.list() if n.attrs["Status"]["State"] == "ready"])
+                       == len(self.nodes), 30, f"{len(self.nodes)} ready Swarm nodes")
+            for node in client.nodes.list():
+                spec = dict(node.attrs["Spec"])
+                spec["Labels"] = node_labels.get(node.attrs["Description"]["Hostname"], {})
+                node.update(spec)
+        finally:
+            client.close()
+        self.timings["swarm"] = time.monotonic() - began
 
     def load_image(self, source: docker.DockerClient, reference: str) -> None:
         """Copy REFERENCE from SOURCE into every node (docker save | docker load)."""
