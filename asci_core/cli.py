@@ -13,8 +13,10 @@ from typing import Sequence
 
 from asci_core import __version__, jsonlog
 from asci_core.components import components
-from asci_core.config import ConfigError, describe, load_config
+from asci_core.config import MOVED, ConfigError, describe, load_config
 from asci_core.errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, AsciError
+
+log = jsonlog.get_logger("config")
 
 
 def _stack_manager(args: argparse.Namespace):
@@ -81,6 +83,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_config_help(args: argparse.Namespace) -> int:
     for key, default, text in describe():
         print(f"{key}\n    {text} [default: {default}]")
+    print("\nMoved settings (the old key still loads; `asci` logs a line asking to rename it):")
+    for old, new in MOVED.items():
+        print(f"{old}\n    now {new}")
     return 0
 
 
@@ -124,10 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.config_obj = load_config(args.config)
+        moved: list[tuple[str, str]] = []
+        args.config_obj = load_config(args.config, moved)
         # The service logs to stdout; every other command keeps stdout for its result (tables, --json).
         jsonlog.configure(args.log_level or args.config_obj.log.level,
                           stream=sys.stdout if args.command == "serve" else sys.stderr)
+        for old, new in moved:
+            log.warning("setting moved: rename it in the configuration", setting=old, new_setting=new,
+                        config=args.config_obj.source)
         code = args.func(args)
         sys.stdout.flush()
         return code

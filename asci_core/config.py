@@ -46,6 +46,14 @@ class ServerSettings:
     host: str = setting("127.0.0.1", help="address `asci serve` listens on", check="host")
     port: int = setting(8080, help="port of the HTTP service", check="port")
     shutdown_timeout: float = setting(10.0, help="seconds to finish requests on SIGTERM", check="positive")
+    # Limits of every connection to `asci serve`, whichever component's routes it asks for (asci_core.http_guard).
+    header_timeout_seconds: float = setting(
+        10.0, help="a client must send its complete request headers within this time of connecting, "
+                   "or the connection is answered 408 and closed", check="positive")
+    idle_timeout_seconds: float = setting(15.0, help="an idle keep-alive connection is closed after this",
+                                          check="positive")
+    max_connections: int = setting(
+        256, help="connections served at once by `asci serve`; more are answered 503 and closed", check="positive")
 
 
 @dataclass(frozen=True)
@@ -131,8 +139,14 @@ CORE_SECTIONS: tuple[tuple[str, type], ...] = (
     ("slack", SlackSettings),
 )
 
-# Settings that moved: the old key still loads, into its new place.
-MOVED: dict[str, str] = {"logging.level": "log.level"}
+# Settings that moved: the old key still loads, into its new place (and `asci` logs a line saying so).
+MOVED: dict[str, str] = {
+    "logging.level": "log.level",
+    # App-wide connection limits that lived in autobuild's section, the first component to serve HTTP.
+    "autobuild.header_timeout_seconds": "server.header_timeout_seconds",
+    "autobuild.idle_timeout_seconds": "server.idle_timeout_seconds",
+    "autobuild.max_connections": "server.max_connections",
+}
 
 
 def _config_class() -> type:
@@ -155,8 +169,9 @@ Config = _config_class()
 # --- loading ----------------------------------------------------------------
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load PATH, else $ASCI_CONFIG, else the embedded defaults."""
+def load_config(path: str | os.PathLike[str] | None = None, moved: list[tuple[str, str]] | None = None) -> Config:
+    """Load PATH, else $ASCI_CONFIG, else the embedded defaults. Each setting the file writes under
+    its old key is added to MOVED as (old key, new key)."""
     chosen = path if path is not None else os.environ.get(ENV_CONFIG)
     if not chosen:
         return Config()
@@ -167,10 +182,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(source, "", "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "", f"cannot be read ({exc})") from None
-    return parse_config(text, source, base_dir=Path(chosen).resolve().parent)
+    return parse_config(text, source, base_dir=Path(chosen).resolve().parent, moved=moved)
 
 
-def parse_config(text: str, source: str = "<string>", base_dir: Path | None = None) -> Config:
+def parse_config(text: str, source: str = "<string>", base_dir: Path | None = None,
+                 moved: list[tuple[str, str]] | None = None) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -185,6 +201,8 @@ def parse_config(text: str, source: str = "<string>", base_dir: Path | None = No
         data = loader.moved(data)
     values = loader.section(Config, data, "", skip={"source"})
     config = Config(source=source, **values)
+    if moved is not None:
+        moved.extend((old, new) for new, old in loader.renamed.items())
     for name in values:
         # A section may check what single settings cannot: references between them, uniqueness.
         check = getattr(getattr(config, name), "problems", None)

@@ -9,7 +9,7 @@ line) have not arrived within the header timeout. Later requests on a kept-alive
 connection are bounded by aiohttp's keep-alive timeout, set to the idle timeout here.
 Bodies are bounded by the handlers that read them.
 
-Components set the limits on the application (`app[LIMITS_KEY]`) before it starts.
+`asci serve` sets the limits on the application (`app[LIMITS_KEY]`) from the `server` section.
 """
 from __future__ import annotations
 

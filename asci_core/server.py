@@ -16,7 +16,7 @@ from asci_core import __version__
 from asci_core.components import components
 from asci_core.config import Config
 from asci_core.errors import AsciError
-from asci_core.http_guard import GuardedRunner
+from asci_core.http_guard import LIMITS_KEY, ConnectionLimits, GuardedRunner
 from asci_core.jsonlog import get_logger
 
 log = get_logger("server")
@@ -40,6 +40,9 @@ def build_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG_KEY] = config
     app[STARTED_KEY] = time.monotonic()
+    server = config.server
+    app[LIMITS_KEY] = ConnectionLimits(header_timeout=server.header_timeout_seconds,
+                                       idle_timeout=server.idle_timeout_seconds, max_connections=server.max_connections)
     app.router.add_get("/healthz", healthz)
     for component in components():  # asci_core.components: each adds its own routes
         if component.routes is not None:

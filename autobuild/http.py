@@ -14,7 +14,6 @@ from aiohttp import web
 
 from asci_core.errors import AsciError
 from asci_core.events import build_succeeded_listeners
-from asci_core.http_guard import LIMITS_KEY, ConnectionLimits
 from asci_core.jsonlog import get_logger
 from autobuild.service import Autobuild
 from autobuild.store import FINISHED
@@ -31,10 +30,6 @@ def setup(app: web.Application, autobuild: Autobuild) -> None:
     app[AUTOBUILD_KEY] = autobuild
     # Listeners of other components (services rolling forward) subscribe on the application.
     autobuild.on_build_succeeded = build_succeeded_listeners(app)
-    settings = autobuild.settings
-    app[LIMITS_KEY] = ConnectionLimits(header_timeout=settings.header_timeout_seconds,
-                                       idle_timeout=settings.idle_timeout_seconds,
-                                       max_connections=settings.max_connections)
     app.middlewares.append(unexpected_errors)
     app.router.add_post("/hooks/bitbucket", receive_webhook)
     # Bitbucket webhooks are set per repository: this URL selects the secret before anything is read.

@@ -58,15 +58,8 @@ class AutobuildSettings:
     max_attempts: int = setting(5, help="tries of a build that fails for a transient reason", check="positive")
     retry_base_seconds: float = setting(2.0, help="first retry delay; doubles each attempt", check="positive")
     retry_max_seconds: float = setting(120.0, help="longest retry delay", check="positive")
-    header_timeout_seconds: float = setting(
-        10.0, help="a client must send its complete request headers within this time of connecting, "
-                   "or the connection is answered 408 and closed", check="positive")
     body_timeout_seconds: float = setting(
         30.0, help="a webhook body must arrive whole within this time, or the request is answered 408", check="positive")
-    idle_timeout_seconds: float = setting(15.0, help="an idle keep-alive connection is closed after this",
-                                          check="positive")
-    max_connections: int = setting(
-        256, help="connections served at once by `asci serve`; more are answered 503 and closed", check="positive")
     public_url: str | None = setting(None, help="base URL for links in Slack, default http://server.host:server.port",
                                      check="url")
     hosts: list[BitbucketHostSettings] = setting(default_factory=list, help="Bitbucket hosts that send webhooks")

@@ -3,8 +3,8 @@
     .venv/bin/python bench/launcher_placement.py [--nodes 100] [--sessions 1000] [--decisions 2000]
 
 One decision is what `Launcher.create` does between asking the engines and
-writing the record: sum the reservations per node (node_loads) and place (filter
-+ score). Printed: p50/p99 of a whole decision, and of place() alone, for both
+writing the record: sum the reservations per node and join each node's measured
+usage (node_loads) and place (filter + score). Printed: p50/p99 of a whole decision, and of place() alone, for both
 strategies. Also: listing 1,000 session records from the SQLite store (what
 `GET /sessions` will read).
 """
@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asci_core.launcher.inventory import Capacity, Reservation, node_loads  # noqa: E402
 from asci_core.launcher.placement import Demand, NoNodeFits, Ratios, place  # noqa: E402
 from asci_core.launcher.store import READY, SessionRecord, SessionStore  # noqa: E402
+from asci_core.launcher.usage import NodeUsage  # noqa: E402
 
 GiB = 1024 ** 3
 
@@ -74,18 +75,21 @@ def main() -> None:
     demands = [Demand(rng.choice([1, 2, 4]), rng.choice([2, 4, 8]) * GiB, rng.choice([0, 0, 0, 1]),
                       rng.choice([{}, {}, {"beamline": "i03"}])) for _ in range(args.decisions)]
     ratios = Ratios(cpu=2.0, memory=1.0)
+    # What the background sampler hands over: every node measured, some busier than reserved.
+    usage = {name: NodeUsage(rng.uniform(0, c.cpus), int(rng.uniform(0, c.memory)), 10, time.time())
+             for name, c in capacities.items()}
     print(f"{args.nodes} nodes, {args.sessions} sessions, {args.decisions} decisions per figure (ms)")
     for strategy in ("spread", "pack"):
         it = iter(demands * 2)
 
         def decision() -> None:
             try:
-                place(next(it), node_loads(capacities, reservations), strategy, ratios)
+                place(next(it), node_loads(capacities, reservations, None, usage), strategy, ratios)
             except NoNodeFits:
                 pass
 
         whole = timed(decision, args.decisions)
-        loads = node_loads(capacities, reservations)
+        loads = node_loads(capacities, reservations, None, usage)
         it2 = iter(demands * 2)
 
         def place_only() -> None:

@@ -11,18 +11,20 @@ addresses gets one guess per address, not one per address per back-off.
 bcrypt costs ~0.25 s of CPU, so checks are capped at a few at a time; requests
 from addresses with recent failures wait in a lower lane and are shed when that
 lane is full, so an honest login waits for at most the checks already running.
+
+The counting per key is asci_core.throttle's FailureBackoff; this module adds the policy.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import os
 import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from asci_core.errors import AsciError
+from asci_core.throttle import BoundedTable, FailureBackoff, digest
 
 T = TypeVar("T")
 
@@ -39,90 +41,40 @@ class ThrottlePolicy:
     max_keys: int = 20000  # memory bound: oldest entries are dropped first
 
 
-@dataclass
-class _Failures:
-    count: int = 0
-    last: float = 0.0
-    blocked_until: float = 0.0
-
-
-class _Table:
-    """Failure records per key, oldest-first, bounded in size."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.rows: collections.OrderedDict[bytes, _Failures] = collections.OrderedDict()
-
-    def get(self, key: bytes) -> _Failures | None:
-        return self.rows.get(key)
-
-    def touch(self, key: bytes) -> _Failures:
-        row = self.rows.pop(key, None) or _Failures()
-        self.rows[key] = row
-        while len(self.rows) > self.limit:
-            self.rows.popitem(last=False)
-        return row
-
-
-def _key(kind: str, value: str) -> bytes:
-    # Names can be 60 kB of attacker's text: keep a fixed-size digest, never the name.
-    return hashlib.sha256(f"{kind}\0{value}".encode("utf-8", "surrogatepass")).digest()
-
-
 class LoginThrottle:
     def __init__(self, policy: ThrottlePolicy = ThrottlePolicy(), clock: Callable[[], float] = time.monotonic):
         self.policy = policy
         self.clock = clock
-        self._addresses = _Table(policy.max_keys)
-        self._accounts = _Table(policy.max_keys)
-        self._trusted = _Table(policy.max_keys)  # (account, address) pairs: `last` is the last success
-
-    def _fresh(self, row: _Failures | None, now: float) -> _Failures | None:
-        if row is None or now - row.last > self.policy.forget_after:
-            return None
-        return row
+        p = policy
+        self._addresses = FailureBackoff(p.free_per_address, p.first_block, p.max_block_address, p.forget_after,
+                                  p.max_keys, clock)
+        self._accounts = FailureBackoff(p.free_per_account, p.first_block, p.max_block_account, p.forget_after,
+                                 p.max_keys, clock)
+        self._trusted: BoundedTable[bytes, float] = BoundedTable(p.max_keys)  # (account, address) -> last success
 
     def retry_after(self, account: str, address: str) -> float:
         """Seconds before this login may be tried (0: go ahead)."""
-        now = self.clock()
-        wait = 0.0
-        row = self._fresh(self._addresses.get(_key("addr", address)), now)
-        if row is not None:
-            wait = max(wait, row.blocked_until - now)
-        row = self._fresh(self._accounts.get(_key("user", account)), now)
-        if row is not None and self.suspect(address) and not self.trusted(account, address):
-            wait = max(wait, row.blocked_until - now)
-        return max(wait, 0.0)
+        wait = self._addresses.blocked_for(address)
+        if self.suspect(address) and not self.trusted(account, address):
+            wait = max(wait, self._accounts.blocked_for(account))
+        return wait
 
     def trusted(self, account: str, address: str) -> bool:
-        row = self._trusted.get(_key("pair", f"{account}\0{address}"))
-        return row is not None and self.clock() - row.last <= self.policy.trust_for
+        last = self._trusted.get(digest(f"{account}\0{address}"))
+        return last is not None and self.clock() - last <= self.policy.trust_for
 
     def suspect(self, address: str) -> bool:
         """True when ADDRESS failed recently: its checks go to the lower lane."""
-        row = self._fresh(self._addresses.get(_key("addr", address)), self.clock())
-        return row is not None and row.count > 0
+        return self._addresses.failures(address) > 0
 
     def failed(self, account: str, address: str) -> None:
-        now = self.clock()
-        p = self.policy
-        for table, key, free, cap in ((self._addresses, _key("addr", address), p.free_per_address,
-                                       p.max_block_address),
-                                      (self._accounts, _key("user", account), p.free_per_account,
-                                       p.max_block_account)):
-            row = table.touch(key)
-            if now - row.last > p.forget_after:
-                row.count, row.blocked_until = 0, 0.0
-            row.count += 1
-            row.last = now
-            over = row.count - free
-            if over > 0:
-                row.blocked_until = now + min(cap, p.first_block * 2 ** min(over - 1, 30))
+        self._addresses.failed(address)
+        self._accounts.failed(account)
 
     def succeeded(self, account: str, address: str) -> None:
         # Counters are not reset: an attacker with an account of their own could otherwise
         # interleave good logins to keep guessing another account at full speed.
-        self._trusted.touch(_key("pair", f"{account}\0{address}")).last = self.clock()
+        self._trusted.put(digest(f"{account}\0{address}"), self.clock())
 
 
 class Overloaded(AsciError):

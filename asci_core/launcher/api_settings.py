@@ -10,6 +10,7 @@ from pathlib import Path
 
 from asci_core.config_base import Secret, setting
 
+from .leader_lock import default_lock_dir
 from .settings import NAME
 
 # A token is a bearer credential: anything shorter is guessable in the time a throttle allows.
@@ -44,6 +45,11 @@ class LauncherApiSettings:
                                    check="positive")
     container_events: bool = setting(True, help="follow the engine's events and log `container exited` for every "
                                                 "ASCI container that stops (feeds the container alert rules)")
+    container_events_lock_dir: Path = setting(
+        default_factory=default_lock_dir,
+        help="where the serves of this host agree that one of them follows each engine's events (a lock file per "
+             "engine): the others stand by and take over when it stops; serves sharing an engine must share this "
+             "folder (default /run/asci as root, else $XDG_RUNTIME_DIR/asci or /tmp/asci-UID)")
 
     def problems(self) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []

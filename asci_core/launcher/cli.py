@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("id")
         p.add_argument("--user", help="act as this user (their session only)")
 
-    nodes = sub.add_parser("nodes", help="the engines that run sessions: capacity and reservations")
+    nodes = sub.add_parser("nodes", help="the engines that run sessions: capacity, reservations and measured use")
     nodes.set_defaults(error_prefix="asci nodes")
     actions = nodes.add_subparsers(dest="action", required=True, metavar="ACTION")
     _action(actions, "list", "every node", cmd_nodes_list)
@@ -157,10 +157,14 @@ def cmd_sessions_connect(args: argparse.Namespace) -> int:
 
 def _node_row(n: dict[str, Any]) -> tuple[str, ...]:
     state = "up" if n["healthy"] else f"DOWN ({n['down_reason']})"
+    # Reserved/capacity, then what the node's containers were measured to use ("-": no recent measurement).
+    measured = n.get("measured_at") is not None
     return (n["name"], state, f"{n['reserved_cpus']:g}/{n['cpus']:g}",
             f"{format_size(n['reserved_memory'])}/{format_size(n['memory'])}", f"{n['reserved_gpus']}/{n['gpus']}",
-            ",".join(n.get("backends") or ()) or "-", _render_free(n),
-            str(n["sessions"]), ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "-")
+            f"{n['measured_cpus']:.2f}" if measured else "-",
+            format_size(n["measured_memory"]) if measured else "-",
+            str(n["sessions"]), ",".join(n.get("backends") or ()) or "-", _render_free(n),
+            ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "-")
 
 
 def _render_free(n: dict[str, Any]) -> str:
@@ -169,7 +173,8 @@ def _render_free(n: dict[str, Any]) -> str:
     return f"{n.get('render_devices_free') or 0}/{total}" if total else "-"
 
 
-NODE_HEADER = ("NODE", "STATE", "CPUS", "MEMORY", "GPUS", "GL", "RENDER_FREE", "SESSIONS", "LABELS")
+NODE_HEADER = ("NODE", "STATE", "CPUS", "MEMORY", "GPUS", "CPU-USED", "MEM-USED", "SESSIONS", "GL", "RENDER-FREE",
+               "LABELS")
 
 
 def cmd_nodes_list(args: argparse.Namespace) -> int:

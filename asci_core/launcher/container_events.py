@@ -3,13 +3,16 @@
 The alert rules container-restart-loop and container-oom-killed read this line (README
 "Alerts"), because the engine's events never reach the journal. Every container ASCI starts
 carries the `asci.component` label (sessions: `session`, services: their name), so one follower
-per `asci serve` covers them all.
+covers them all. Several `asci serve` on one engine would each log every exit (and fire every
+alert twice): given a LeaderLock, only its holder follows, the others stand by (leader_lock).
 
 The kernel's OOM kill shows as an `oom` event followed by the container's `die`: the two are
 joined so one line carries `oom_killed: true`. `restarts` counts the exits of the same container
 name this follower saw in the RESTART_WINDOW before this one (not the engine's RestartCount,
-which only a restart policy raises and which a container started again by hand resets); a
-follower started after a crash loop began counts from its own start.
+which only a restart policy raises and which a container started again by hand resets). A
+follower without a lock counts from its own start; a lock holder first reads the window's events
+the engine still keeps (the engine keeps the last 256 of any kind), to count and to log those the
+previous holder did not.
 
 Engine 20.10 on cgroup v2 misses some OOM kills: when the killed process was the container's
 only one, the cgroup can be gone before the engine reads its memory events, so neither an `oom`
@@ -22,12 +25,15 @@ import collections
 import dataclasses
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Deque
 
+from asci_core.errors import AsciError
 from asci_core.jsonlog import get_logger
 from asci_core.stack.docker_engine import docker_client
 
+from .leader_lock import LeaderLock
 from .sizes import format_size
 
 # Its own component name: the launcher's lines stay the launcher's, and exits of any ASCI container
@@ -118,6 +124,15 @@ class ExitTracker:
                 del self._exits[name]
 
 
+def _since(nano: int) -> str:
+    """The engine's `since` for an engine time in nanoseconds (seconds.nanoseconds)."""
+    return f"{nano // 1_000_000_000}.{nano % 1_000_000_000:09d}"
+
+
+class _StandingBy(AsciError):
+    """Another follower holds this engine's lock."""
+
+
 def log_exit(exit: ContainerExit) -> None:
     # warning: an exit of a supervised container is worth a look, an error it is not (yet).
     log.warning(EXIT_MESSAGE, **exit.fields())
@@ -127,15 +142,22 @@ class ContainerEventFollower:
     """A thread following the engine at ADDRESS, calling EMIT once per exit of an ASCI container.
 
     The engine going away (restart, upgrade) costs no exit: the follower reconnects with back-off
-    and asks for the events since the last one it saw."""
+    and asks for the events since the last one it saw. With a LOCK it follows only while it holds
+    the engine's lock, asking for it again every STANDBY_POLL seconds."""
 
     def __init__(self, address: str | os.PathLike[str], emit: Callable[[ContainerExit], None] = log_exit,
-                 window: float = RESTART_WINDOW, max_backoff: float = 30.0, filters: dict[str, Any] | None = None):
+                 window: float = RESTART_WINDOW, max_backoff: float = 30.0, filters: dict[str, Any] | None = None,
+                 lock: LeaderLock | None = None, standby_poll: float = 1.0):
         self.address = address
         self.emit = emit
         self.tracker = ExitTracker(window)
         self.max_backoff = max_backoff
         self.filters = filters or FILTERS
+        self.lock = lock
+        self.standby_poll = standby_poll
+        self._leading = False
+        self._announce = False
+        self._emit_after = 0  # engine time (ns) up to which an earlier lock holder logged the exits
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._lock = threading.Lock()
@@ -176,6 +198,10 @@ class ContainerEventFollower:
             try:
                 self._follow()
                 delay = 1.0  # the engine closed a healthy stream: reconnect at once
+            except _StandingBy:
+                self._close()
+                if not self._stand_by():
+                    break
             except Exception as exc:
                 if self._stopping.is_set():
                     break
@@ -186,6 +212,34 @@ class ContainerEventFollower:
                     break
                 delay = min(delay * 2, self.max_backoff)
         self._close()
+        if self.lock is not None:
+            self.lock.release()
+
+    def _stand_by(self) -> bool:
+        """Wait until the lock is this follower's: False when stopped first."""
+        assert self.lock is not None
+        log.info("container events: another asci serve follows this engine, standing by", lock=str(self.lock.path))
+        while not self._stopping.wait(self.standby_poll):
+            if self.lock.try_take():
+                return True
+        return False
+
+    def _take_lead(self, client: Any) -> None:
+        """Raises _StandingBy unless this follower holds the engine's lock; once it does, it resumes
+        where the previous holder stopped."""
+        if self.lock is None or self._leading:
+            return
+        if not self.lock.bound:
+            self.lock.bind(client.info()["ID"])
+        if not self.lock.try_take():
+            raise _StandingBy()
+        position = self.lock.position()
+        now = time.time_ns()
+        # Replay the restart window: its exits count towards restarts, and those after the previous
+        # holder's last event (or after now, when nobody held the lock before) are logged.
+        self._emit_after = now if position is None else position
+        self._since = _since(now - int(self.tracker.window * 1e9))
+        self._leading = self._announce = True
 
     def _follow(self) -> None:
         client = docker_client(self.address, timeout=30)
@@ -194,25 +248,33 @@ class ContainerEventFollower:
                 client.close()
                 return
             self._client = client
+        self._take_lead(client)
         stream = client.events(decode=True, filters=self.filters, since=self._since)
         with self._lock:
             self._stream = stream
         if self._stopping.is_set():
             return
         self._connected.set()
+        if self._announce:
+            self._announce = False
+            log.info("container events: following this engine", lock=str(self.lock.path) if self.lock else None)
         for event in stream:
             nano = event.get("timeNano")
             if isinstance(nano, int):
                 if nano <= self._last_nano:
                     continue  # replayed by `since` after a reconnect
                 self._last_nano = nano
-                self._since = f"{nano // 1_000_000_000}.{nano % 1_000_000_000:09d}"
+                self._since = _since(nano)
             exit = self.tracker.feed(event)
+            if isinstance(nano, int) and nano <= self._emit_after:
+                continue  # an earlier holder logged it: counted for restarts, not logged again
             if exit is not None:
                 try:
                     self.emit(self._with_engine_state(client, exit, event))
                 except Exception as exc:  # one bad emit must not end the feed for every other container
                     log.error("container exit not logged", reason=str(exc) or type(exc).__name__)
+            if self.lock is not None and isinstance(nano, int):
+                self.lock.record(nano)
         self._close()
 
     @staticmethod

@@ -52,6 +52,12 @@ class Researcher:
     groups: tuple[str, ...] = ()
     password_hash: str | None = None
     group_ids: tuple[int, ...] = ()  # the gids of those groups the directory knows a number for
+    # (name, gid) of those groups: what a desktop image needs to create them (ASCI_GROUPS).
+    numbered_groups: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.numbered_groups and not self.group_ids:
+            object.__setattr__(self, "group_ids", tuple(sorted({gid for _, gid in self.numbered_groups})))
 
     def __repr__(self) -> str:  # the hash stays out of logs and tracebacks
         return f"Researcher(name={self.name!r}, uid={self.uid}, gid={self.gid}, groups={self.groups!r})"
@@ -144,7 +150,7 @@ def parse_users(data: Any, source: str) -> dict[str, Researcher]:
             raise DirectoryError(f"{key}.uid: uid {entry['uid']} already belongs to {uids[entry['uid']]!r}")
         uids[entry["uid"]] = name
         users[name] = Researcher(name, entry["uid"], entry["gid"], tuple(groups), password_hash,
-                                 tuple(sorted({gids[g] for g in groups if g in gids})))
+                                 numbered_groups=tuple(sorted({(g, gids[g]) for g in groups if g in gids})))
     return users
 
 

@@ -30,16 +30,17 @@ from aiohttp import web
 
 from asci_core.errors import AsciError
 from asci_core.jsonlog import get_logger
+from asci_core.throttle import TokenBuckets
 
 from .api_tokens import ACT_AS_HEADER, PREFIX, Principal, TokenRing, admin_token_path, ensure_admin_token, token_ring
 from .container_events import ContainerEventFollower
 from .directory import USER_NAME
+from .leader_lock import LeaderLock
 from .errors import BadRequest, LauncherError, NotAllowed, SessionNotFound, UnknownEnvironment
 from .sessions import SESSION_ID, Launcher
 from .shared import shared_launcher
 from .settings import EnvironmentSettings
 from .store import SessionRecord
-from .throttle import Buckets
 
 log = get_logger("launcher")
 
@@ -60,8 +61,8 @@ class Refused(LauncherError):
 class ApiState:
     config: Any
     make_launcher: Callable[[], Launcher]
-    creates: Buckets
-    auth_failures: Buckets
+    creates: TokenBuckets
+    auth_failures: TokenBuckets
     launcher: Launcher | None = None
     ring: TokenRing | None = None
     executor: ThreadPoolExecutor | None = None
@@ -97,8 +98,8 @@ def setup(app: web.Application, config: Any, scope: dict[str, str] | None = None
         make_launcher = make_launcher or (lambda: Launcher.from_config(config, scope))
         owns_launcher = True
     state = ApiState(config, make_launcher,
-                     Buckets(settings.create_burst, settings.creates_per_minute / 60),
-                     Buckets(settings.auth_failures_burst, settings.auth_failures_per_minute / 60),
+                     TokenBuckets(settings.create_burst, settings.creates_per_minute / 60),
+                     TokenBuckets(settings.auth_failures_burst, settings.auth_failures_per_minute / 60),
                      owns_launcher=owns_launcher)
     api = web.Application(middlewares=[guard])
     api[STATE] = state
@@ -128,7 +129,8 @@ async def start(api: web.Application) -> None:
     state.launcher = await state.run(state.make_launcher)
     if state.settings.container_events:
         # Before the idle returns below: services' containers exit whether or not sessions exist.
-        state.events = ContainerEventFollower(state.config.stack.docker.socket)
+        state.events = ContainerEventFollower(state.config.stack.docker.socket,
+                                              lock=LeaderLock(state.settings.container_events_lock_dir))
         state.events.start()
     log.info("sessions API ready", prefix=PREFIX, admin_token_file=str(path), tokens=len(state.settings.tokens),
              container_events=state.events is not None)
@@ -417,6 +419,8 @@ def _node_json(load: Any) -> dict[str, Any]:
     data = asdict(load)
     data["labels"] = dict(load.labels)
     data["backends"] = sorted(load.backends)
+    # What placement counts as taken: the larger of reserved and measured (measured_at null: not measured).
+    data["used_cpus"], data["used_memory"] = load.used_cpus, load.used_memory
     return data
 
 

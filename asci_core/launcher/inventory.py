@@ -7,8 +7,10 @@ capacity wherever several engines share a machine.
 
 Load is what sessions *reserved*, read from the labels every session container
 carries (asci.cpus, asci.memory, asci.gpus — written from the same numbers as its
-limits — and, for OpenGL sessions, asci.opengl, asci.render-devices, asci.render-exclusive). One container listing per node answers it, with no inspect per
-container, and a container that exited reserves nothing.
+limits — and, for OpenGL sessions, asci.opengl, asci.render-devices, asci.render-exclusive). One
+container listing per node answers it, with no inspect per container, and a container that
+exited reserves nothing. What the node's containers really use is sampled in the background
+(usage) and joins it here.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .placement import NodeLoad
+from .usage import NodeUsage
 
 COMPONENT = "session"
 SESSION_LABEL = "asci.session"
@@ -162,9 +165,10 @@ def holds_resources(reservation: Reservation) -> bool:
 
 
 def node_loads(capacities: Mapping[str, Capacity], reservations: Iterable[Reservation],
-               down: Mapping[str, str] | None = None) -> list[NodeLoad]:
-    """Placement's view: capacity minus reservations per node; nodes in DOWN are unhealthy."""
+               down: Mapping[str, str] | None = None, usage: Mapping[str, NodeUsage] | None = None) -> list[NodeLoad]:
+    """Placement's view: capacity, reservations and measured USAGE per node; nodes in DOWN are unhealthy."""
     down = down or {}
+    usage = usage or {}
     totals = {name: [0.0, 0, 0, 0] for name in capacities}
     rendering: dict[str, list[Reservation]] = {}  # the few sessions holding render devices, per node
     for r in reservations:
@@ -178,7 +182,8 @@ def node_loads(capacities: Mapping[str, Capacity], reservations: Iterable[Reserv
                 rendering.setdefault(r.node, []).append(r)
     loads = [NodeLoad(name, c.cpus, c.memory, c.gpus, c.labels, t[0], t[1], t[2], t[3],
                       healthy=name not in down, down_reason=down.get(name, ""),
-                      **_render_load(name, c, rendering.get(name, [])))
+                      **_render_load(name, c, rendering.get(name, [])),
+                      **_measured(usage.get(name)))
              for name, c in capacities.items() for t in (totals[name],)]
     for name, reason in down.items():
         if name not in capacities:
@@ -218,6 +223,12 @@ def render_device_for(capacity: Capacity, reservations: Iterable[Reservation], n
         return tuple(idle[:1])
     open_ = [d for d in capacity.render_devices if d not in held]
     return (min(open_, key=lambda d: used.get(d, 0)),) if open_ else ()
+
+
+def _measured(usage: NodeUsage | None) -> dict[str, object]:
+    if usage is None:
+        return {}
+    return dict(measured_cpus=usage.cpus, measured_memory=usage.memory, measured_at=usage.at)
 
 
 def free_gpu_ids(capacity: Capacity, reservations: Iterable[Reservation], node: str) -> list[str]:

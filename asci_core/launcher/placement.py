@@ -1,11 +1,17 @@
 """Choosing a node for a session: filter, then score. Pure and deterministic.
 
 Filter: the node answers, carries the labels the environment requires, and has
-room for the CPUs, memory and GPUs after what sessions already reserved (CPU and
-memory capacity multiplied by the over-commit ratios; GPUs are whole devices and
-never over-committed), and offers the OpenGL back end the environment asks for:
+room for the CPUs, memory and GPUs after what is taken (CPU and memory capacity
+multiplied by the over-commit ratios; GPUs are whole devices and never
+over-committed), and offers the OpenGL back end the environment asks for:
 glx (a 3DX server), egl (a render device: a shared one not held for exclusive
 use, or for exclusive use one no session holds), any (glx, else egl).
+
+What is taken, for CPU and memory each, is the larger of what sessions reserved and
+what the node's containers were measured to use (usage): reservations alone miss a
+node kept busy by work ASCI did not start, and measurements alone miss a session
+that is idle now but may use its whole reservation a minute later. A node without a
+recent measurement counts its reservations only.
 
 Score: `spread` takes the node whose fullest resource (CPU or memory share after
 placing) is lowest — desktops are interactive, so neighbours matter more than
@@ -44,7 +50,7 @@ class Demand:
 
 @dataclass(frozen=True)
 class NodeLoad:
-    """A node's capacity and what ASCI sessions have reserved on it."""
+    """A node's capacity, what ASCI sessions have reserved on it and what its containers were measured to use."""
 
     name: str
     cpus: float
@@ -61,6 +67,17 @@ class NodeLoad:
     render_devices: int = 0  # egl devices handed out one per session
     render_devices_free: int = 0  # not held for exclusive use: a shared egl session may have one
     render_devices_idle: int = 0  # held by no session: an exclusive egl session may have one
+    measured_cpus: float = 0.0
+    measured_memory: int = 0
+    measured_at: float | None = None  # None: no recent measurement
+
+    @property
+    def used_cpus(self) -> float:
+        return max(self.reserved_cpus, self.measured_cpus)
+
+    @property
+    def used_memory(self) -> int:
+        return max(self.reserved_memory, self.measured_memory)
 
 
 @dataclass(frozen=True)
@@ -133,22 +150,29 @@ def why_not(node: NodeLoad, demand: Demand, ratios: Ratios = Ratios()) -> str | 
         elif node.reserved_gpus + demand.gpus > node.gpus:
             reasons.append(f"{node.reserved_gpus} of {node.gpus} GPUs reserved, {demand.gpus} needed")
     cpu_limit = node.cpus * ratios.cpu
-    if node.reserved_cpus + demand.cpus > cpu_limit + _EPSILON:
+    if node.used_cpus + demand.cpus > cpu_limit + _EPSILON:
         over = f" ({node.cpus:g} × over-commit {ratios.cpu:g})" if ratios.cpu != 1 else ""
-        reasons.append(f"{node.reserved_cpus:g} of {cpu_limit:g} CPUs reserved{over}, {demand.cpus:g} needed")
+        taken = (f"{node.reserved_cpus:g} of {cpu_limit:g} CPUs reserved{over}"
+                 if node.reserved_cpus >= node.measured_cpus else
+                 f"{node.measured_cpus:.2f} of {cpu_limit:g} CPUs in use (measured; {node.reserved_cpus:g} reserved)"
+                 f"{over}")
+        reasons.append(f"{taken}, {demand.cpus:g} needed")
     memory_limit = node.memory * ratios.memory
-    if node.reserved_memory + demand.memory > memory_limit + _EPSILON:
+    if node.used_memory + demand.memory > memory_limit + _EPSILON:
         over = f" ({format_size(node.memory)} × over-commit {ratios.memory:g})" if ratios.memory != 1 else ""
-        reasons.append(f"{format_size(node.reserved_memory)} of {format_size(memory_limit)} memory reserved{over}, "
-                       f"{format_size(demand.memory)} needed")
+        taken = (f"{format_size(node.reserved_memory)} of {format_size(memory_limit)} memory reserved{over}"
+                 if node.reserved_memory >= node.measured_memory else
+                 f"{format_size(node.measured_memory)} of {format_size(memory_limit)} memory in use "
+                 f"(measured; {format_size(node.reserved_memory)} reserved){over}")
+        reasons.append(f"{taken}, {format_size(demand.memory)} needed")
     return " and ".join(reasons) or None
 
 
 def _fullness(node: NodeLoad, demand: Demand, ratios: Ratios) -> float:
     cpu_limit = node.cpus * ratios.cpu
     memory_limit = node.memory * ratios.memory
-    cpu = (node.reserved_cpus + demand.cpus) / cpu_limit if cpu_limit > 0 else 1.0
-    memory = (node.reserved_memory + demand.memory) / memory_limit if memory_limit > 0 else 1.0
+    cpu = (node.used_cpus + demand.cpus) / cpu_limit if cpu_limit > 0 else 1.0
+    memory = (node.used_memory + demand.memory) / memory_limit if memory_limit > 0 else 1.0
     # Rounded so that equal loads computed in a different order still tie and fall to the name.
     return round(max(cpu, memory), 9)
 

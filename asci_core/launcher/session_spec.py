@@ -27,6 +27,8 @@ from .mount_templates import Substitution, render
 from .settings import IMAGE_ACCOUNT_CAPABILITIES, EnvironmentSettings
 
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
+# The most groups the desktop images' entry point takes (ASCI_GROUPS).
+MAX_IMAGE_GROUPS = 256
 NETWORK_LABELS = {"asci.component": "launcher"}
 
 
@@ -63,17 +65,6 @@ def ensure_session_network(client: Any, name: str) -> None:
                           f"remove it or set launcher.session_network to another name")
 
 
-def ensure_image(client: Any, reference: str, auth_config: dict[str, str] | None) -> None:
-    """REFERENCE on the node, pulled with AUTH_CONFIG (pull-only credentials) when it lacks it."""
-    try:
-        client.images.get(reference)
-    except docker.errors.ImageNotFound:
-        repository, _, tag = reference.rpartition(":")
-        if "/" in tag or not repository:  # a port, not a tag
-            repository, tag = reference, "latest"
-        client.images.pull(repository, tag=tag, auth_config=auth_config)
-
-
 def home_of(user: Researcher) -> str:
     return f"/home/{user.name}"
 
@@ -95,11 +86,44 @@ def identity_kwargs(env: EnvironmentSettings, user: Researcher) -> dict[str, Any
         caps = sorted(set(IMAGE_ACCOUNT_CAPABILITIES) | set(env.capabilities))
         # The first one-time password arrives on the entry point's stdin (see start_with_first_password).
         env_vars["ASCI_VNC_PASSWORD_FILE"] = "/dev/stdin"
+        if user.numbered_groups:
+            # The entry point creates them and makes the user a member: setpriv --init-groups then
+            # gives them to every session process (group_add would be dropped by that very step).
+            env_vars["ASCI_GROUPS"] = groups_variable(user)
         # stdin_open without detach is how the SDK asks for StdinOnce (closed after the first attach).
         return dict(user=None, init=False, cap_add=caps, environment=env_vars, stdin_open=True, detach=False)
-    # group_add holds only here: the image's entry point rebuilds the groups from its own /etc/group.
+    # group_add holds only here: the image's entry point rebuilds the groups from its own /etc/group
+    # (filled from ASCI_GROUPS above).
     return dict(user=f"{user.uid}:{user.gid}", init=True, cap_add=list(env.capabilities) or None,
                 environment=env_vars, group_add=[str(g) for g in user.group_ids] or None)
+
+
+def identity_problem(env: EnvironmentSettings, user: Researcher) -> str | None:
+    """Why ENV's image could not take USER's identity, found before anything starts; None when it can."""
+    if env.account != "image":
+        return None
+    groups = image_groups(user)
+    if len(groups) > MAX_IMAGE_GROUPS:
+        return f"the desktop images take at most {MAX_IMAGE_GROUPS} groups (ASCI_GROUPS), the directory gives {len(groups)}"
+    gids: dict[str, int] = {}
+    for name, gid in groups:
+        if gids.setdefault(name, gid) != gid:
+            return f"the directory gives group {name!r} two gids ({gids[name]} and {gid})"
+    return None
+
+
+def image_groups(user: Researcher) -> list[tuple[str, int]]:
+    """USER's (name, gid) pairs with one name per gid (the first in order): a gid is what grants
+    access, and the entry point refuses one gid under two names."""
+    named: dict[int, str] = {}
+    for name, gid in sorted(user.numbered_groups):
+        named.setdefault(gid, name)
+    return sorted((name, gid) for gid, name in named.items())
+
+
+def groups_variable(user: Researcher) -> str:
+    """ASCI_GROUPS for the desktop images' entry point: "name:gid,name:gid"."""
+    return ",".join(f"{name}:{gid}" for name, gid in image_groups(user))
 
 
 def create_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Reservation, mounts: list[BindMount],

@@ -10,7 +10,8 @@ import re
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,18 +30,20 @@ from .inventory import (HOLDING_STATES, SESSION_LABEL, Capacity, Reservation, fr
 from .mount_templates import MountTemplateError
 from .nodes import NodeDown, NodePool, default_nodes
 from . import opengl
+from .pull_account import pull
 from .placement import Demand, NodeLoad, NoNodeFits, Ratios, backend_for, place
-from .session_spec import (container_name, create_kwargs, ensure_image, ensure_session_network, first_password_file,
-                           render_mounts, start_with_first_password)
+from .session_spec import (container_name, create_kwargs, ensure_session_network, first_password_file,
+                           identity_problem, render_mounts, start_with_first_password)
 from .settings import EnvironmentSettings, LauncherSettings, with_registry
 from .store import ACTIVE, LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
+from .usage import UsageSampler
+from .vnc_endpoint import endpoint, publish_kwargs
 from .vnc_password import new_password, set_password
 from .image_reference import resolve
 
 log = get_logger("launcher")
 
 SESSION_ID = re.compile(r"[0-9a-f]{16}")
-VNC_PORT = 5901
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,11 @@ class Launcher:
         self._gl: dict[str, opengl.GlChoice] = {}
         # Per-session 3DX cookie copies live beside the session database.
         self.gl_state = Path(store.path).parent
+        self.usage = UsageSampler(pool.names(), pool.call, pool.health.is_down, settings.usage_interval)
+        # Long-lived: a survey that missed its deadline leaves its call running here, not in the request.
+        # Sized for every API worker surveying every node at once (threads are made only when needed).
+        self._survey_workers = ThreadPoolExecutor(max_workers=max(16, min(256, 8 * len(pool.names()))),
+                                                  thread_name_prefix="asci-survey")
 
     @classmethod
     def from_config(cls, config: Any, scope: Mapping[str, str] | None = None) -> "Launcher":
@@ -107,6 +115,8 @@ class Launcher:
                    NodePool(nodes, settings.engine_timeout), scope, registry=pull_access(config))
 
     def close(self) -> None:
+        self.usage.close()
+        self._survey_workers.shutdown(wait=False, cancel_futures=True)
         self.pool.close()
         self.store.close()
 
@@ -127,9 +137,9 @@ class Launcher:
         return self._owned(session_id, as_user)
 
     def nodes(self) -> list[NodeLoad]:
-        """Each node's capacity and reservations, as placement sees them now."""
+        """Each node's capacity, reservations and measured usage, as placement sees them now."""
         capacities, reservations, down = self._inventory()
-        return node_loads(capacities, self._merge(reservations), down)
+        return node_loads(capacities, self._merge(reservations), down, self.usage.snapshot())
 
     # --- create ----------------------------------------------------------
 
@@ -145,6 +155,10 @@ class Launcher:
         except MountTemplateError as exc:
             log.warning("session refused", user=who.name, environment=env.name, reason=str(exc))
             raise NotAllowed(f"environment {env.name!r} cannot be started for {who.name!r}: {exc}") from None
+        problem = identity_problem(env, who)
+        if problem is not None:
+            log.warning("session refused", user=who.name, environment=env.name, reason=problem)
+            raise NotAllowed(f"environment {env.name!r} cannot be started for {who.name!r}: {problem}")
         demand = Demand(env.cpus, env.memory_bytes, env.gpus, env.node_labels, env.opengl, env.exclusive_gpus)
         capacities, seen, down = self._inventory()
         with self._admission:
@@ -154,7 +168,8 @@ class Launcher:
                                    f"(at most {self.settings.max_sessions_per_user})")
             reservations = self._merge(seen)
             try:
-                node = place(demand, node_loads(capacities, reservations, down), self.settings.placement, self.ratios)
+                loads = node_loads(capacities, reservations, down, self.usage.snapshot())
+                node = place(demand, loads, self.settings.placement, self.ratios)
             except NoNodeFits as exc:
                 log.warning("session refused", user=who.name, environment=env.name, reason=str(exc))
                 raise NoCapacity(str(exc)) from None
@@ -180,18 +195,18 @@ class Launcher:
             image = resolve(env.image, self.registry, self.settings.engine_timeout)
             kwargs = create_kwargs(env, who, reservation, mounts, self.settings.session_network, self.scope, image)
             kwargs, on_node = self._with_gl(kwargs, record, who, env.account)
+            kwargs.update(publish_kwargs(self.pool.nodes[record.node].settings))
         except StartFailed as exc:
             self.store.update(record.id, state=STOPPED, reason=str(exc))
             self._gl.pop(record.id, None)
             log.warning("session failed to start", session=record.id, user=who.name, environment=env.name,
                         node=record.node, reason=str(exc))
             raise
-        pull_auth = self.registry.auth_config() if self.registry is not None else None
         first = new_password() if env.account == "image" else None
 
         def run(client: Any) -> str:
             ensure_session_network(client, self.settings.session_network)
-            ensure_image(client, image, pull_auth)
+            pull(client, image, self.registry)
             args = on_node.before_create(client, kwargs, env.account) if on_node is not None else kwargs
             container = client.containers.create(**args)
             try:
@@ -283,7 +298,7 @@ class Launcher:
         by_image = env is not None and env.account == "image"
         who = self._user(record.user) if by_image else None
 
-        def run(client: Any) -> str:
+        def run(client: Any) -> tuple[str, int]:
             timeout = self.pool.timeout_for(record.node)
             if first is not None:
                 pass  # the session started with it: nobody has seen it yet
@@ -293,11 +308,10 @@ class Launcher:
                 set_password(client, record.container_id, password, timeout, user=f"{who.uid}:{who.gid}",
                              after=first_password_file(who))
             attrs = client.api.inspect_container(record.container_id)
-            network = (attrs["NetworkSettings"]["Networks"] or {}).get(self.settings.session_network) or {}
-            return network.get("IPAddress", "")
+            return endpoint(self.pool.nodes[record.node].settings, attrs, self.settings.session_network)
 
         try:
-            address = self.pool.call(record.node, run)
+            address, port = self.pool.call(record.node, run)
         except NodeDown as exc:
             raise NodeUnavailable(str(exc)) from None
         except docker.errors.APIError as exc:
@@ -305,10 +319,12 @@ class Launcher:
         except StartFailed as exc:
             raise StartFailed(f"session {record.id}: {exc}") from None
         if not address:
-            raise StartFailed(f"session {record.id} has no address on {self.settings.session_network}")
+            where = ("no published VNC port" if self.pool.nodes[record.node].settings.vnc_address == "published"
+                     else f"no address on {self.settings.session_network}")
+            raise StartFailed(f"session {record.id} has {where}")
         self.store.update(record.id, last_activity=time.time())
         log.info("session connect", session=record.id, user=record.user, node=record.node)
-        return Connection(record.id, record.node, address, VNC_PORT, Secret(password, f"session {record.id}"))
+        return Connection(record.id, record.node, address, port, Secret(password, f"session {record.id}"))
 
     # --- activity and culling --------------------------------------------
 
@@ -463,26 +479,64 @@ class Launcher:
         return record
 
     def _inventory(self) -> tuple[dict[str, Capacity], dict[str, Reservation], dict[str, str]]:
-        """Capacity and engine-reported reservations of every answering node, and why the others are down."""
+        """Capacity and engine-reported reservations of every answering node, and why the others are down.
 
-        def survey(name: str) -> tuple[str, Capacity | None, list[Reservation], str | None]:
+        Nodes that last failed by timing out are not asked (the prober retries them); the others
+        are asked at once, each within its own timeout: one that misses it is marked down and the
+        answer goes on without it, its call left to finish on its own."""
+        self.usage.start()
+
+        started: dict[str, float] = {}
+
+        def survey(name: str) -> tuple[Capacity | None, list[Reservation], str | None]:
+            started[name] = time.monotonic()
             try:
                 capacity = self.pool.capacity(name)
                 listed = self.pool.call(name, lambda c: list_session_containers(c, self.scope))
             except NodeDown as exc:
-                return name, None, [], exc.reason
+                return None, [], exc.reason
             except docker.errors.APIError as exc:
-                return name, None, [], f"engine error: {exc.explanation or exc}"
+                return None, [], f"engine error: {exc.explanation or exc}"
             found = (reservation_from_container(name, s) for s in listed)
-            return name, capacity, [r for r in found if r is not None and holds_resources(r)], None
+            return capacity, [r for r in found if r is not None and holds_resources(r)], None
 
-        names = self.pool.names()
-        with ThreadPoolExecutor(max_workers=max(1, min(16, len(names)))) as workers:
-            results = list(workers.map(survey, names))
-        capacities = {n: c for n, c, _, _ in results if c is not None}
-        down = {n: why for n, _, _, why in results if why is not None}
-        seen = {r.session: r for _, _, found, _ in results for r in found}
+        capacities: dict[str, Capacity] = {}
+        down: dict[str, str] = {}
+        seen: dict[str, Reservation] = {}
+        asked: dict[str, Future] = {}
+        for name in self.pool.names():
+            if self.pool.health.avoid(name):
+                down[name] = self.pool.health.describe(name) or "not answering"
+            else:
+                asked[name] = self._survey_workers.submit(survey, name)
+        for name, future in asked.items():
+            timeout = self.pool.timeout_for(name)
+            try:
+                capacity, found, why = self._within_deadline(future, started, name, timeout)
+            except FutureTimeout:
+                why = f"did not answer within {timeout:g} s"
+                self.pool.mark_down(name, why, slow=True)
+                down[name] = why
+                continue
+            if why is not None:
+                down[name] = why
+                continue
+            capacities[name] = capacity
+            seen.update((r.session, r) for r in found)
         return capacities, seen, down
+
+    @staticmethod
+    def _within_deadline(future: Future, started: dict[str, float], name: str, timeout: float) -> Any:
+        """FUTURE's result, or FutureTimeout once its call has run TIMEOUT seconds. Time spent queued
+        behind other requests' surveys is not the node's: the deadline starts with the call."""
+        while True:
+            begun = started.get(name)
+            remaining = timeout if begun is None else begun + timeout - time.monotonic()
+            try:
+                return future.result(timeout=max(0.0, remaining))
+            except FutureTimeout:
+                if name in started and time.monotonic() >= started[name] + timeout:
+                    raise
 
     def _merge(self, seen: dict[str, Reservation]) -> list[Reservation]:
         """Engine-reported reservations plus recorded sessions the engines did not show yet

@@ -8,6 +8,7 @@ one type per setting.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -152,6 +153,12 @@ class NodeSettings:
                    "(default on the local node: /dev/dri/renderD*)")
     timeout: float | None = setting(None, help="seconds before this engine counts as not answering "
                                                "(default: launcher.engine_timeout)", check="positive")
+    vnc_address: Literal["bridge", "published"] = setting(
+        "bridge", help="how the proxy reaches sessions here: bridge: the container's address on the session network "
+                       "(a proxy on this machine); published: VNC published on publish_address with an ephemeral "
+                       "host port (a proxy on another machine)")
+    publish_address: str | None = setting(None, help="the node's IP address that published VNC ports are bound to, "
+                                                     "e.g. 10.0.0.12 (vnc_address: published)")
 
     @property
     def memory_bytes(self) -> int | None:
@@ -191,6 +198,8 @@ class LauncherSettings:
                                    check="word")
     engine_timeout: float = setting(10.0, help="seconds before a node's engine counts as not answering",
                                     check="positive")
+    usage_interval: float = setting(10.0, help="seconds between background samples of what each node's containers "
+                                               "really use (0: place by reservations only)", check=("range", 0, 3600))
     stop_timeout: int = setting(10, help="seconds a session gets to exit before it is killed", check=("range", 0, 600))
     registry_username: str | None = setting(None, help="pull-only registry account for session images "
                                                        "(default: the registry's own credentials)")
@@ -256,6 +265,7 @@ class LauncherSettings:
                 found.extend(_size_problem(f"{key}.memory", node.memory))
             found.extend((f"{key}.{k}", p) for k, p in node_gl_problems(
                 node.url, node.gl_backends, node.three_dx_display, node.three_dx_cookie, node.render_devices))
+            found.extend((f"{key}.{k}", p) for k, p in _publish_problems(node, self.backend))
             if self.backend == "swarm" and node.name == SWARM_MANAGER:
                 found.append((f"{key}.name", f"{SWARM_MANAGER!r} names the Swarm manager; choose another name"))
         if self.backend == "swarm":
@@ -264,6 +274,24 @@ class LauncherSettings:
             else:
                 found.extend((f"swarm.{'manager' if k == 'url' else k}", p) for k, p in _node_url_problems(self.swarm))
         return found
+
+
+def _publish_problems(node: NodeSettings, backend: str) -> list[tuple[str, str]]:
+    if node.vnc_address != "published":
+        if node.publish_address is not None:
+            return [("publish_address", "applies to vnc_address: published only")]
+        return []
+    if backend == "swarm":
+        return [("vnc_address", "published applies to the engines backend (Swarm publishes through its own mesh)")]
+    if node.publish_address is None:
+        return [("publish_address", "vnc_address: published needs the node's IP address to bind to")]
+    try:
+        address = ipaddress.ip_address(node.publish_address)
+    except ValueError:
+        return [("publish_address", f"expected an IP address such as 10.0.0.12, got {node.publish_address!r}")]
+    if address.is_unspecified:
+        return [("publish_address", "a session's VNC port is bound to one interface, not all of them")]
+    return []
 
 
 def _size_problem(key: str, value: str) -> list[tuple[str, str]]:

@@ -16,6 +16,16 @@ engine-backend container. The record's `node` is where Swarm runs the task, its
 `container_id` the service's id. `connect` runs the image's password command in the
 task's container, which needs that node's engine: list it in `launcher.nodes`.
 
+The desktop images (`account: image`) run as services too. Their first VNC password cannot
+arrive on stdin as with the engines backend (a service has none), and a per-session Docker
+secret — in-memory in the container — would still sit in the managers' Raft store on disk
+until removed, while the password must never reach a record on disk. So the entry point makes
+up a first password nobody knows, and the first `connect` sets a fresh one through the image's
+password command, once that first one exists (one exec more at the first connect than the
+engines backend). The image comes from the facility registry with the pull-only account, sent
+with the service (see pull_account). Swarm reports a task running once the image's health
+check passes: a session is ready when its VNC server answers.
+
 What Swarm (API 1.41) cannot express and the engines backend has: `no-new-privileges`,
 whole GPUs by id, and a session network without inter-container traffic (a task
 without networks is on its node's default bridge).
@@ -37,8 +47,10 @@ from .errors import Conflict, LauncherError, NoCapacity, NodeUnavailable, StartF
 from .inventory import (COMPONENT, SESSION_LABEL, Capacity, Reservation, reservation_from_container, scope_filter,
                         scope_labels)
 from .nodes import NodeDown, NodePool
+from .pull_account import authorise_service
 from .session_spec import BindMount, container_name, first_password_file, identity_kwargs
-from .sessions import SESSION_ID, VNC_PORT, Connection, Launcher, ReconcileReport, log, start_failure
+from .sessions import SESSION_ID, Connection, Launcher, ReconcileReport, log, start_failure
+from .vnc_endpoint import VNC_PORT
 from .settings import SWARM_MANAGER, EnvironmentSettings, LauncherSettings, NodeSettings
 from .store import LOST, READY, STARTING, STOPPED, STOPPING, SessionRecord, SessionStore
 from .image_reference import resolve
@@ -53,6 +65,10 @@ def service_kwargs(env: EnvironmentSettings, user: Researcher, reservation: Rese
                    scope: Mapping[str, str], stop_timeout: int, image: str | None = None) -> dict[str, Any]:
     """Arguments of `APIClient.create_service` for one session."""
     identity = identity_kwargs(env, user)
+    # A service has no stdin to hand the first password to, and a Docker secret would keep it in
+    # the managers' Raft store on disk: the desktop image makes up a first password nobody knows,
+    # and the first connect sets one with the image's password command (see the module's notes).
+    identity["environment"].pop("ASCI_VNC_PASSWORD_FILE", None)
     name = container_name(reservation.session)
     logging = log_config(COMPONENT, name, user=user.name, environment=env.name)
     labels = {**scope_labels(scope), **reservation.labels(), **logging.labels}
@@ -176,8 +192,13 @@ class SwarmLauncher(Launcher):
             self.store.update(record.id, state=STOPPED, reason=str(exc))
             raise
         kwargs = service_kwargs(env, who, reservation, mounts, self.scope, self.settings.stop_timeout, image)
+
+        def create(client: Any) -> str:
+            authorise_service(client, image, self.registry)
+            return client.api.create_service(**kwargs)["ID"]
+
         try:
-            service_id = self.pool.call(SWARM_MANAGER, lambda c: c.api.create_service(**kwargs)["ID"])
+            service_id = self.pool.call(SWARM_MANAGER, create)
             node, container = self._wait_running(service_id)
         except (NodeDown, docker.errors.APIError, LauncherError) as exc:
             reason = start_failure(exc, "Swarm manager")

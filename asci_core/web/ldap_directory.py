@@ -122,9 +122,25 @@ class LdapDirectory:
                 groups.add(str(parse_dn(group_dn)[0][1]))
             except (LDAPException, IndexError):
                 continue
+        numbered: set[tuple[str, int]] = set()
         if self.settings.group_base:
             conn.search(self.settings.group_base,
                         f"(&(objectClass=posixGroup)(memberUid={escape_filter_chars(name)}))",
-                        ldap3.SUBTREE, attributes=["cn"], size_limit=1000)
-            groups.update(str(e.cn.value) for e in conn.entries if e.cn.value)
-        return Researcher(name, uid, gid, tuple(sorted(g for g in groups if USER_NAME.fullmatch(g))))
+                        ldap3.SUBTREE, attributes=["cn", "gidNumber"], size_limit=1000)
+            for entry in conn.entries:
+                group = str(entry.cn.value or "")
+                groups.add(group)
+                number = posix_gid(entry)
+                if number is not None and USER_NAME.fullmatch(group):
+                    numbered.add((group, number))
+        return Researcher(name, uid, gid, tuple(sorted(g for g in groups if g and USER_NAME.fullmatch(g))),
+                          numbered_groups=tuple(sorted(numbered)))
+
+
+def posix_gid(entry: Any) -> int | None:
+    """A posixGroup's gidNumber when sessions may carry it (not a system group's); else None."""
+    try:
+        number = int(entry.gidNumber.value)
+    except (AttributeError, TypeError, ValueError, LDAPException):
+        return None
+    return number if MIN_ID <= number <= MAX_ID else None

@@ -6,64 +6,40 @@ attacker gets a few guesses an hour, while the real user — once the delay has
 passed — still logs in (a lock never becomes permanent, so nobody can lock a
 colleague out for good by typing their name). Unknown names are throttled the
 same way as known ones: the answers reveal nothing about who exists.
+The counting is asci_core.throttle's FailureBackoff, one per kind of key; past
+MAX_KEYS the least recently failed keys are forgotten first.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable
 
-
-@dataclass
-class _Record:
-    failures: int = 0
-    locked_until: float = 0.0
-    last: float = 0.0
+from asci_core.throttle import FailureBackoff
 
 
 class LoginBackoff:
     # Addresses are shared (NAT, a facility's proxy): they get a larger allowance than one account.
     ADDRESS_FACTOR = 4
-    MAX_KEYS = 100_000
+    MAX_KEYS = 100_000  # accounts and addresses together
 
     def __init__(self, allowance: int, first_delay: float, max_delay: float,
                  clock: Callable[[], float] = time.monotonic):
-        self.allowance = allowance
-        self.first_delay = first_delay
-        self.max_delay = max_delay
-        self.clock = clock
-        self._records: dict[tuple[str, str], _Record] = {}
+        # The ALLOWANCE-th failure is the first that blocks; four ceilings of quiet start a key afresh.
+        def backoff(free: int) -> FailureBackoff:
+            return FailureBackoff(free, first_delay, max_delay, forget_after=max_delay * 4,
+                           max_keys=self.MAX_KEYS // 2, clock=clock)
+
+        self._accounts = backoff(allowance - 1)
+        self._addresses = backoff(allowance * self.ADDRESS_FACTOR - 1)
 
     def wait_for(self, account: str, address: str) -> float:
         """Seconds until an attempt for ACCOUNT from ADDRESS is heard; 0 when it may go ahead now."""
-        now = self.clock()
-        waits = [r.locked_until - now for r in (self._records.get(("account", account)),
-                                                 self._records.get(("address", address))) if r is not None]
-        return max([0.0, *waits])
+        return max(self._accounts.blocked_for(account), self._addresses.blocked_for(address))
 
     def failed(self, account: str, address: str) -> None:
-        now = self.clock()
-        self._count(("account", account), self.allowance, now)
-        self._count(("address", address), self.allowance * self.ADDRESS_FACTOR, now)
+        self._accounts.failed(account)
+        self._addresses.failed(address)
 
     def succeeded(self, account: str) -> None:
         # The address keeps its count: one valid account must not reset a spray from that address.
-        self._records.pop(("account", account), None)
-
-    def _count(self, key: tuple[str, str], allowance: int, now: float) -> None:
-        record = self._records.get(key)
-        if record is None:
-            if len(self._records) >= self.MAX_KEYS:
-                self._forget_quiet(now)
-            record = self._records[key] = _Record()
-        elif now - record.last > self.max_delay * 4:
-            record.failures = 0  # a long quiet spell starts over
-        record.failures += 1
-        record.last = now
-        beyond = record.failures - allowance
-        if beyond >= 0:
-            record.locked_until = now + min(self.max_delay, self.first_delay * 2 ** min(beyond, 40))
-
-    def _forget_quiet(self, now: float) -> None:
-        for key in [k for k, r in self._records.items() if r.locked_until <= now]:
-            del self._records[key]
+        self._accounts.forget(account)

@@ -133,10 +133,11 @@ def autobuild_config(path: Path, *, config: Any, workdir: Path, git_root: Path, 
                      repositories: list[dict[str, Any]], slack_url: str | None = None, notify_success: bool = False,
                      concurrency: int = 2, state_dir: Path | None = None, registry_port: int | None = None,
                      retry_base: float = 0.5, max_attempts: int = 8,
-                     server_host: dict[str, Any] | None = None, autobuild: dict[str, Any] | None = None) -> Path:
+                     server_host: dict[str, Any] | None = None, autobuild: dict[str, Any] | None = None,
+                     server: dict[str, Any] | None = None) -> Path:
     clone = f"file://{git_root}/{{project}}/{{slug}}.git"
     data: dict[str, Any] = {
-        "server": {"port": port},
+        "server": {"port": port, **(server or {})},
         "stack": {"state_dir": str(state_dir or config.stack.state_dir), **shared_services(config)},
         "autobuild": {
             "workdir": str(workdir),

@@ -15,24 +15,31 @@ inside the namespaces, none collides with the shared engine's 172.17/16.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import docker
 import docker.errors
 import requests.exceptions
 from asci_core.stack.docker_engine import docker_client
+from tests.support.waiting import wait_until
 
+T = TypeVar("T")
 ROOT = Path("/var/tmp/asci-test-nodes")
+# The switch's own address, given only by `attach_proxy`: where a proxy on "another machine" sits.
+PROXY_ADDRESS = "10.231.0.1"
+CLONE_NEWNET = 0x40000000
 SUBSYSTEMS = Path("/sys/fs/cgroup")
 ENGINE_START_TIMEOUT = 30.0
 # The node's dockerd replaces the shell, so the process started here *is* the engine. A TCP
@@ -93,11 +100,16 @@ class EngineNode:
 class NodeCluster:
     """N real engines in namespaces. Use as a context manager: it always tears down what it started."""
 
-    def __init__(self, count: int, label: str, live_restore: bool = False, tls: "EngineTls | None" = None):
+    def __init__(self, count: int, label: str, live_restore: bool = False, swarm_pulls: bool = False,
+                 tls: "EngineTls | None" = None):
         """LIVE_RESTORE: containers outlive their engine (what a facility sets on session nodes;
-        Swarm mode refuses it). TLS: each engine also answers over TCP on this machine's loopback
-        (EngineNode.tcp_url), verifying clients against TLS's CA, as a remote node does."""
+        Swarm mode refuses it). SWARM_PULLS: Swarm tasks pull their image as in production;
+        without it they use the node's own copy (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE), since a
+        pull of an image from no reachable registry first waits out a DNS timeout (~20 s).
+        TLS: each engine also answers over TCP on this machine's loopback (EngineNode.tcp_url),
+        verifying clients against TLS's CA, as a remote node does."""
         self.live_restore = live_restore
+        self.swarm_pulls = swarm_pulls
         self.tls = tls
         token = uuid.uuid4().hex[:6]
         self.token = token
@@ -171,8 +183,10 @@ class NodeCluster:
         ]
         if self.live_restore:
             args.append("--live-restore")
-        env = {**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
-        env.pop("ASCI_TEST_LISTEN_FD", None)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "ASCI_TEST_LISTEN_FD")}
+        if not self.swarm_pulls:
+            env["DOCKER_SERVICE_PREFER_OFFLINE_IMAGE"] = "1"
         passed: tuple[int, ...] = ()
         if self.tls is not None:
             if node.listener is None:
@@ -235,6 +249,46 @@ class NodeCluster:
                 raise RuntimeError(f"containerd of {node.name} (pid {containerd}) did not go")
             time.sleep(0.05)
 
+    def attach_proxy(self) -> str:
+        """Give the switch an address of its own, as a proxy machine on the nodes' network would have;
+        returns it. Run code there with `on_proxy`."""
+        if not getattr(self, "_proxy_attached", False):
+            _ip("-n", self.switch, "addr", "add", f"{PROXY_ADDRESS}/24", "dev", "br0")
+            self._proxy_attached = True
+        return PROXY_ADDRESS
+
+    def on_proxy(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """FN's result, run in a thread that entered the switch's network namespace: sockets it
+        opens reach the nodes as the proxy machine would. The test process's own threads stay put."""
+        return in_namespace(Path("/run/netns") / self.switch, fn, timeout)
+
+    def form_swarm(self, node_labels: dict[str, dict[str, str]]) -> None:
+        """The first node initialises a Swarm, the others join as workers; each node gets the labels
+        NODE_LABELS gives its name."""
+        began = time.monotonic()
+        manager, *workers = self.nodes
+        client = manager.client()
+        try:
+            client.swarm.init(advertise_addr=manager.address, listen_addr=f"{manager.address}:2377",
+                              default_addr_pool=["10.234.0.0/16"], subnet_size=24)
+            token = client.swarm.attrs["JoinTokens"]["Worker"]
+            for worker in workers:
+                joining = worker.client()
+                try:
+                    joining.swarm.join(remote_addrs=[f"{manager.address}:2377"], join_token=token,
+                                       advertise_addr=worker.address, listen_addr=f"{worker.address}:2377")
+                finally:
+                    joining.close()
+            wait_until(lambda: len([n for n in client.nodes.list() if n.attrs["Status"]["State"] == "ready"])
+                       == len(self.nodes), 30, f"{len(self.nodes)} ready Swarm nodes")
+            for node in client.nodes.list():
+                spec = dict(node.attrs["Spec"])
+                spec["Labels"] = node_labels.get(node.attrs["Description"]["Hostname"], {})
+                node.update(spec)
+        finally:
+            client.close()
+        self.timings["swarm"] = time.monotonic() - began
+
     def load_image(self, source: docker.DockerClient, reference: str) -> None:
         """Copy REFERENCE from SOURCE into every node (docker save | docker load)."""
         began = time.monotonic()
@@ -288,6 +342,45 @@ class NodeCluster:
                 node.listener.close()
         _remove_tree(self.base)
         self.timings["teardown"] = time.monotonic() - began
+
+
+def in_namespace(netns: Path, fn: Callable[[], T], timeout: float = 30.0) -> T:
+    """FN's result, run in a new thread that joined the network namespace NETNS (setns affects the
+    calling thread alone, and the thread ends with FN)."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(netns, os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns {netns}")
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=run, name=f"netns-{netns.name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"nothing came back from {netns.name} within {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]  # type: ignore[return-value]
+
+
+def read_banner(address: str, port: int, timeout: float = 5.0) -> bytes:
+    """The first line a TCP server at ADDRESS:PORT sends (a VNC server: its RFB version)."""
+    with socket.create_connection((address, port), timeout=timeout) as conn:
+        data = b""
+        while not data.endswith(b"\n") and len(data) < 64:
+            chunk = conn.recv(64)
+            if not chunk:
+                break
+            data += chunk
+        return data
 
 
 def sweep_abandoned() -> None:

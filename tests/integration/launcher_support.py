@@ -47,8 +47,10 @@ def build_launcher(tmp_path: Path, socket_path: str, scope: dict[str, str], envi
                    store_path: Path | None = None, nodes: list[NodeSettings] | None = None,
                    registry: Any = None, **settings: Any) -> Launcher:
     local = NodeSettings(name="local", url=f"unix://{socket_path}", cpus=2.0, memory="4g", gpus=0)
+    # usage_interval 0: the shared engine runs every helper's containers, whose measured use would make
+    # placement assertions depend on the machine's load; tests of measured usage set it on their own nodes.
     values: dict[str, Any] = dict(environments=environments, nodes=nodes or [local, *extra_nodes], stop_timeout=2,
-                                  engine_timeout=20.0)
+                                  engine_timeout=20.0, usage_interval=0.0)
     values.update(settings)
     config = LauncherSettings(**values)
     users = tmp_path / "users.yaml"

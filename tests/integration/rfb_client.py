@@ -44,8 +44,9 @@ class Frame:
 
 
 class RfbClient:
-    def __init__(self, host: str, port: int = 5901, timeout: float = 10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int = 5901, timeout: float = 10.0, sock: socket.socket | None = None):
+        """SOCK: a connection made elsewhere (e.g. inside a test node's network namespace)."""
+        self.sock = sock or socket.create_connection((host, port), timeout=timeout)
         self.width = self.height = 0
         self.name = ""
         self._frame = bytearray()

@@ -40,8 +40,9 @@ def env(stack, tmp_path_factory):
         root / "asci.yaml", config=stack.config, workdir=root / "work", git_root=root / "git", port=port,
         slack_url=slack.url, repositories=[{"name": REPO, "image": IMAGE},
                                            {"name": MUTABLE, "image": MUTABLE_IMAGE, "immutable_tags": False}],
-        autobuild={"header_timeout_seconds": HEADER_TIMEOUT, "body_timeout_seconds": BODY_TIMEOUT,
-                   "idle_timeout_seconds": HEADER_TIMEOUT, "max_connections": MAX_CONNECTIONS})
+        autobuild={"body_timeout_seconds": BODY_TIMEOUT},
+        server={"header_timeout_seconds": HEADER_TIMEOUT, "idle_timeout_seconds": HEADER_TIMEOUT,
+                "max_connections": MAX_CONNECTIONS})
     serve = Serve(config, port, root / "serve.log").start()
     yield {"serve": serve, "remote": remote, "slack": slack, "root": root, "trees": {}}
     serve.stop()

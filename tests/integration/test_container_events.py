@@ -5,12 +5,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
+from typing import IO, Any, Callable
 
 from asci_core.jsonlog import JsonFormatter
 from asci_core.launcher.container_events import ContainerEventFollower, ContainerExit, log_exit
+from asci_core.launcher.leader_lock import LeaderLock, lock_name
 from tests.conftest import LABELS
+from tests.support.waiting import wait_until
 
 
 class Sink:
@@ -115,7 +121,9 @@ def test_the_sessions_api_runs_the_follower_and_stops_it(stack, tmp_path, docker
     from tests.integration.launcher_support import make_data
 
     make_data(tmp_path / "fs", ("alice", 5001))
-    served = ServedApi(write_config(tmp_path, str(stack.config.stack.docker.socket), tmp_path / "fs"), LABELS).start()
+    # A lock folder of its own: a follower of another test run on this engine must not make this one stand by.
+    served = ServedApi(write_config(tmp_path, str(stack.config.stack.docker.socket), tmp_path / "fs",
+                                    api={"container_events_lock_dir": str(tmp_path / "run")}), LABELS).start()
     try:
         follower = served.api[http.STATE].events
         assert follower is not None and follower.wait_connected(30)
@@ -146,3 +154,91 @@ def test_the_sessions_api_runs_the_follower_and_stops_it(stack, tmp_path, docker
         assert served.api[http.STATE].events is None
     finally:
         served.stop()
+
+
+# --- one follower per engine ----------------------------------------------------------------------
+
+# A follower alone in its own process, as in an `asci serve`: killing it is a real process death.
+FOLLOWER = """
+import sys, threading
+from pathlib import Path
+from asci_core import jsonlog
+from asci_core.launcher.container_events import ContainerEventFollower
+from asci_core.launcher.leader_lock import LeaderLock
+jsonlog.configure("info", stream=sys.stdout)
+ContainerEventFollower(sys.argv[1], lock=LeaderLock(Path(sys.argv[2]))).start()
+threading.Event().wait()
+"""
+
+
+class Lines:
+    """The JSON lines a process writes, read as they come."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self.changed = threading.Condition()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self.changed:
+                self.seen.append(json.loads(line))
+                self.changed.notify_all()
+
+    def wait_for(self, wanted: Callable[[dict[str, Any]], bool], timeout: float = 60) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: any(map(wanted, self.seen)), timeout), self.seen
+
+
+def exited(docker_client, name: str, code: int) -> int:
+    """Runs an ASCI-labelled container that exits at once; the engine time (ns) of its `die` event."""
+    started = int(time.time()) - 1
+    container = docker_client.containers.run("asci/tiny:latest", ["sh", "-c", f"exit {code}"], name=name,
+                                             detach=True, labels={**LABELS, "asci.component": "webhooks"})
+    assert container.wait(timeout=60)["StatusCode"] == code
+    (event,) = docker_client.api.events(since=started, until=int(time.time()) + 1, decode=True,
+                                        filters={"container": container.id, "event": "die"})
+    return event["timeNano"]
+
+
+def test_one_follower_per_engine_logs_an_exit_once_and_the_next_takes_over_when_it_dies(
+        config, docker_client, unique, tmp_path, caplog):
+    socket, run_dir = str(config.stack.docker.socket), tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-c", FOLLOWER, socket, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    second = ContainerEventFollower(socket, emit=(sink := Sink()), lock=LeaderLock(run_dir), standby_poll=0.2)
+    lines = Lines(first.stdout)
+    try:
+        lines.wait_for(lambda line: line["message"] == "container events: following this engine")
+        with caplog.at_level(logging.INFO, logger="asci.containers"):
+            second.start()
+            wait_until(lambda: any("standing by" in r.getMessage() for r in caplog.records), 30, "second stands by")
+            one, two = unique("first"), unique("second")
+            one_died = exited(docker_client, one, 7)
+            lines.wait_for(lambda line: line.get("container") == one)
+            # The holder records an event after logging it: once it has, its death costs no repeat.
+            position = run_dir / lock_name(docker_client.info()["ID"])
+            wait_until(lambda: int(position.read_text() or 0) >= one_died, 30, "first records its position")
+            assert not second.wait_connected(0)
+            first.kill()
+            first.wait(30)
+            exited(docker_client, two, 8)  # perhaps before the second took over: it asks for the gap
+            sink.wait_for({two}, {two: 1})
+        assert any(r.getMessage() == "container events: following this engine" for r in caplog.records)
+        second.stop()
+        # Nobody follows while this one exits: the next holder logs it from the engine's memory.
+        three = unique("third")
+        exited(docker_client, three, 9)
+        third = ContainerEventFollower(socket, emit=(later := Sink()), lock=LeaderLock(run_dir))
+        third.start()
+        try:
+            later.wait_for({three}, {three: 1})
+        finally:
+            third.stop()
+    finally:
+        second.stop()
+        first.kill()
+        first.wait(30)
+    assert [(e.container, e.exit_code) for e in sink.exits if e.container in (one, two, three)] == [(two, 8)]
+    assert [(line["container"], line["exit_code"]) for line in lines.seen
+            if line["message"] == "container exited" and line["container"] in (one, two, three)] == [(one, 7)]
+    assert [(e.container, e.exit_code) for e in later.exits if e.container in (one, two, three)] == [(three, 9)]

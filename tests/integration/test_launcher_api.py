@@ -130,6 +130,26 @@ def test_environments_and_nodes(serve):
     assert missing.status_code == 404 and missing.json() == {"error": "node_not_found", "reason": "no such node"}
 
 
+def test_nodes_show_reserved_and_measured_use(serve, docker_client, scope):
+    api = serve(launcher={"usage_interval": 0.5})
+    created = api.call("POST", "/sessions", token="alice", json={"environment": "tiny"})
+    assert created.status_code == 201, created.text
+
+    def measured() -> dict | None:
+        node = api.call("GET", "/nodes/local", token="alice").json()
+        return node if node["measured_at"] is not None else None
+    node = wait_for(measured, timeout=30, what="a measurement of the local node")
+    # The shared engine runs other containers too: their use is real, so only the relations are fixed.
+    assert node["reserved_cpus"] == 0.25 and node["sessions"] == 1
+    assert node["measured_cpus"] >= 0 and node["measured_memory"] > 0 and node["measured_at"] <= time.time()
+    assert node["used_cpus"] == max(node["reserved_cpus"], node["measured_cpus"])
+    assert node["used_memory"] == max(node["reserved_memory"], node["measured_memory"])
+    listed = api.call("GET", "/nodes", token="alice").json()["nodes"]
+    assert [n["name"] for n in listed] == ["local"] and "measured_cpus" in listed[0]
+    assert api.call("DELETE", f"/sessions/{created.json()['id']}", token="alice").status_code == 200
+    assert scoped(docker_client, scope) == []
+
+
 @pytest.mark.parametrize("token,user,environment,status,error,words", [
     ("alice", None, "nope", 404, "unknown_environment", "no environment named 'nope'"),
     ("alice", None, "x" * 5000, 404, "unknown_environment", "no environment named"),

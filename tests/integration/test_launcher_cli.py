@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from tests.conftest import LABELS
 from tests.integration.launcher_api_support import ServedApi, write_config
-from tests.integration.launcher_support import make_data
+from tests.integration.launcher_support import make_data, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -91,12 +92,32 @@ def test_nodes_and_environments(served, config_path):
     table = asci(config_path, "nodes", "show", "local").stdout.splitlines()
     assert table[0].split()[:3] == ["NODE", "STATE", "CPUS"] and table[1].split()[:3] == ["local", "up", "0/2"]
     header = asci(config_path, "nodes", "list").stdout.splitlines()[0].split()
-    assert header[5:7] == ["GL", "RENDER_FREE"]
+    assert header[8:10] == ["GL", "RENDER-FREE"]
     everything = json.loads(asci(config_path, "environments", "list", "--json").stdout)
     assert [e["name"] for e in everything] == ["tiny", "huge", "fat", "gpu"]
     assert json.loads(asci(config_path, "environments", "list", "--user", "carol", "--json").stdout) == []
     assert asci(config_path, "environments", "list").stdout.split()[:6] == ["NAME", "TITLE", "CPUS", "MEMORY", "GPUS",
                                                                             "IMAGE"]
+
+
+def test_nodes_show_the_measured_use_next_to_the_reservations(stack, tmp_path, scope):
+    root = tmp_path / "fs"
+    make_data(root, ("alice", 5001))
+    path = write_config(tmp_path, str(stack.config.stack.docker.socket), root, launcher={"usage_interval": 0.5})
+    api = ServedApi(path, scope).start()
+    try:
+        def measured_row() -> dict[str, str] | None:
+            header, row = asci(path, "nodes", "show", "local").stdout.splitlines()[:2]
+            # Cells hold spaces ("0 B/4 GiB"): cut the row where the header's columns start.
+            starts = [m.start() for m in re.finditer(r"\S+", header)] + [len(row)]
+            cells = {name: row[a:b].strip() for name, a, b in zip(header.split(), starts, starts[1:])}
+            return cells if cells["CPU-USED"] != "-" else None
+        cells = wait_for(measured_row, timeout=30, what="a measured local node in `asci nodes show`")
+        assert list(cells)[:8] == ["NODE", "STATE", "CPUS", "MEMORY", "GPUS", "CPU-USED", "MEM-USED", "SESSIONS"]
+        assert (cells["NODE"], cells["STATE"], cells["CPUS"]) == ("local", "up", "0/2")
+        assert float(cells["CPU-USED"]) >= 0 and cells["MEM-USED"].endswith("B")
+    finally:
+        api.stop()
 
 
 def test_no_service_and_no_token_end_in_one_line(config_path, tmp_path):

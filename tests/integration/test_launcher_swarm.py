@@ -7,7 +7,6 @@ and leaves nothing behind; stop removes the service and its container.
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -31,29 +30,7 @@ NODE_LABELS = {"swarm1": {"beamline": "i03"}, "swarm2": {"beamline": "i04"}, "sw
 @pytest.fixture(scope="session")
 def swarm(docker_client) -> Iterator[NodeCluster]:
     with NodeCluster(3, "swarm") as cluster:
-        began = time.monotonic()
-        manager, *workers = cluster.nodes
-        client = manager.client()
-        try:
-            client.swarm.init(advertise_addr=manager.address, listen_addr=f"{manager.address}:2377",
-                              default_addr_pool=["10.234.0.0/16"], subnet_size=24)
-            token = client.swarm.attrs["JoinTokens"]["Worker"]
-            for worker in workers:
-                joining = worker.client()
-                try:
-                    joining.swarm.join(remote_addrs=[f"{manager.address}:2377"], join_token=token,
-                                       advertise_addr=worker.address, listen_addr=f"{worker.address}:2377")
-                finally:
-                    joining.close()
-            wait_for(lambda: len([n for n in client.nodes.list() if n.attrs["Status"]["State"] == "ready"]) == 3,
-                     timeout=30, what="three ready Swarm nodes")
-            for node in client.nodes.list():
-                spec = dict(node.attrs["Spec"])
-                spec["Labels"] = NODE_LABELS[node.attrs["Description"]["Hostname"]]
-                node.update(spec)
-        finally:
-            client.close()
-        cluster.timings["swarm"] = time.monotonic() - began
+        cluster.form_swarm(NODE_LABELS)
         cluster.load_image(docker_client, TINY)
         print(f"\nswarm nodes: {cluster.timings}")
         yield cluster

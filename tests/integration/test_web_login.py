@@ -199,6 +199,12 @@ def test_ldap_directory_feeds_uid_gid_and_groups(ldap_settings):
             directory.lookup(hostile)
 
 
+def test_ldap_posix_groups_bring_their_gids_for_the_sessions(ldap_settings):
+    # The test server numbers the posixGroups 7000, 7001, ... in name order.
+    omar = LdapDirectory(ldap_settings).lookup("omar")
+    assert omar.numbered_groups == (("i03", 7000), ("i04", 7001)) and omar.group_ids == (7000, 7001)
+
+
 def test_ldap_users_log_in_and_see_their_groups_environments(stack, tmp_path, unique, ldap_server, caplog):
     caplog.set_level(logging.INFO)
     directory = LdapDirectory(LdapSettings(url=ldap_server.url, user_dn_template=f"uid={{user}},{ldap_server.people}",

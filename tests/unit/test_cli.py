@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,22 @@ def test_old_logging_level_key_still_loads(tmp_path):
     assert run("-c", cfg, "config", "check").returncode == 0
 
 
+def test_a_moved_setting_loads_with_one_warning_line_each(tmp_path):
+    cfg = config_file(tmp_path, "autobuild:\n  max_connections: 9\nlogging:\n  level: info\n")
+    result = run("-c", cfg, "config", "check")
+    assert result.returncode == 0 and result.stdout == f"{cfg}: ok\n"
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert sorted((l["level"], l["message"], l["setting"], l["new_setting"]) for l in lines) == [
+        ("warning", "setting moved: rename it in the configuration", "autobuild.max_connections",
+         "server.max_connections"),
+        ("warning", "setting moved: rename it in the configuration", "logging.level", "log.level")]
+    assert run("-c", config_file(tmp_path, "server:\n  max_connections: 9\n"), "config", "check").stderr == ""
+    both = run("-c", config_file(tmp_path, "autobuild:\n  max_connections: 9\nserver:\n  max_connections: 8\n"),
+               "config", "check")
+    assert one_line(both, 2, "asci: ").endswith("autobuild.max_connections: moved to server.max_connections, "
+                                                "which is set too: keep only server.max_connections")
+
+
 # --- asci config help ------------------------------------------------------------------------------
 
 
@@ -123,6 +140,13 @@ def test_config_help_lists_settings_inside_lists():
         assert f"\n{key}\n" in out, key
     assert "registry.retention[].keep_last\n    keep the newest N release versions (semantic-version order) [default: 10]" in out
     assert "autobuild.repositories[].webhook_secret\n    HMAC secret of the repository's webhook [default: (required)]" in out
+
+
+def test_config_help_lists_the_server_limits_and_the_moved_keys():
+    out = run("config", "help").stdout
+    assert "\nserver.max_connections\n    connections served at once by `asci serve`" in out
+    assert "\nautobuild.max_connections\n    now server.max_connections\n" in out
+    assert "\nlogging.level\n    now log.level\n" in out
 
 
 def test_config_help_defaults_are_written_as_in_yaml():

@@ -9,20 +9,13 @@ import pytest
 from asci_core.config import ConfigError, parse_config
 from asci_core.launcher.api_tokens import (Principal, TokenFileError, TokenRing, ensure_admin_token,
                                            read_admin_token)
-from asci_core.launcher.throttle import Buckets
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from asci_core.throttle import TokenBuckets
+from tests.support.clock import FakeClock
 
 
 def test_a_bucket_allows_its_burst_then_refills_at_its_rate():
-    clock = Clock()
-    buckets = Buckets(3, 0.5, clock=clock)
+    clock = FakeClock(100.0)
+    buckets = TokenBuckets(3, 0.5, clock=clock)
     assert [buckets.take("alice") for _ in range(4)] == [True, True, True, False]
     assert buckets.take("bob")  # one bucket per key
     assert buckets.empty("alice") and buckets.retry_after("alice") == 2
@@ -31,8 +24,8 @@ def test_a_bucket_allows_its_burst_then_refills_at_its_rate():
 
 
 def test_buckets_forget_idle_keys_so_many_addresses_cannot_grow_memory():
-    clock = Clock()
-    buckets = Buckets(2, 1.0, max_keys=100, clock=clock)
+    clock = FakeClock(100.0)
+    buckets = TokenBuckets(2, 1.0, max_keys=100, clock=clock)
     for i in range(1000):
         buckets.take(f"10.0.{i // 256}.{i % 256}")
         clock.now += 0.01

@@ -77,3 +77,41 @@ def test_pull_credentials_default_to_the_registrys_and_a_pull_only_account_repla
     assert default.address == "127.0.0.1:5000" and default.username is None  # no generated admin in this state dir
     own = pull_access(parse_config(base + "launcher:\n  registry_username: puller\n  registry_password: p-secret\n"))
     assert own.auth_config() == {"username": "puller", "password": "p-secret"} and own.address == default.address
+
+
+def test_image_accounts_get_the_groups_with_a_gid_as_asci_groups_and_engine_accounts_their_gids():
+    path_groups = (("i03", 7003), ("i04", 7004))
+    bob = Researcher("bob", 5002, 5002, ("i03", "i04", "nogid"), numbered_groups=path_groups)
+    assert bob.group_ids == (7003, 7004)
+    image = identity_kwargs(DEFAULT_ENVIRONMENT, bob)
+    assert image["environment"]["ASCI_GROUPS"] == "i03:7003,i04:7004" and "group_add" not in image
+    engine = identity_kwargs(EnvironmentSettings(name="x", image="asci/tiny:latest"), bob)
+    assert engine["group_add"] == ["7003", "7004"] and "ASCI_GROUPS" not in engine["environment"]
+    # No numbered group: no variable at all (older images never see it).
+    assert "ASCI_GROUPS" not in identity_kwargs(DEFAULT_ENVIRONMENT, ALICE)["environment"]
+
+
+def test_the_users_file_pairs_each_group_with_its_gid(tmp_path: Path):
+    path = tmp_path / "users.yaml"
+    path.write_text("users:\n  - {name: alice, uid: 5001, gid: 5001, groups: [i04, i03, nogid]}\n"
+                    "groups: {i03: 7003, i04: 7004, unused: 7005}\n")
+    alice = load_users(path)["alice"]
+    assert alice.numbered_groups == (("i03", 7003), ("i04", 7004)) and alice.group_ids == (7003, 7004)
+
+
+def test_more_groups_than_the_desktop_images_take_is_found_before_anything_starts():
+    from asci_core.launcher.session_spec import MAX_IMAGE_GROUPS, identity_problem
+    from asci_core.launcher.settings import EnvironmentSettings
+    many = Researcher("alice", 5001, 5001, numbered_groups=tuple((f"g{i}", 10000 + i)
+                                                                 for i in range(MAX_IMAGE_GROUPS + 1)))
+    assert "at most 256 groups" in identity_problem(DEFAULT_ENVIRONMENT, many)
+    assert identity_problem(EnvironmentSettings(name="x", image="asci/tiny:latest"), many) is None  # group_add
+    assert identity_problem(DEFAULT_ENVIRONMENT, Researcher("alice", 5001, 5001)) is None
+
+
+def test_one_name_per_gid_goes_to_the_image_and_a_name_with_two_gids_is_refused_before_start():
+    from asci_core.launcher.session_spec import groups_variable, identity_problem
+    shared = Researcher("alice", 5001, 5001, numbered_groups=(("i03", 7003), ("i03-alias", 7003), ("i04", 7004)))
+    assert groups_variable(shared) == "i03:7003,i04:7004" and identity_problem(DEFAULT_ENVIRONMENT, shared) is None
+    twice = Researcher("alice", 5001, 5001, numbered_groups=(("i03", 7003), ("i03", 7013)))
+    assert identity_problem(DEFAULT_ENVIRONMENT, twice) == "the directory gives group 'i03' two gids (7003 and 7013)"

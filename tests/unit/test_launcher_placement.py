@@ -135,3 +135,41 @@ def test_same_input_same_answer_many_nodes():
     nodes = [node(f"n{i:03}", cpus=rng.choice([8, 16, 32]), reserved_cpus=rng.randrange(8)) for i in range(100)]
     first = place(Demand(2, 4 * GiB), nodes, "spread").name
     assert all(place(Demand(2, 4 * GiB), list(reversed(nodes)), "spread").name == first for _ in range(5))
+
+
+# --- measured usage: what is taken is the larger of reserved and measured ------------------------
+
+def test_a_node_busy_with_work_asci_did_not_start_is_passed_over_with_the_measured_figure():
+    busy = node("a", cpus=2, measured_cpus=1.5, measured_at=1.0)
+    idle = node("b", cpus=2, reserved_cpus=0.5)
+    assert place(Demand(1, GiB), [busy, idle], "pack").name == "b"
+    reasons = reasons_of(Demand(1.8, GiB), [busy, idle])
+    assert reasons["a"] == "1.50 of 2 CPUs in use (measured; 0 reserved), 1.8 needed"
+    assert reasons["b"] == "0.5 of 2 CPUs reserved, 1.8 needed"
+
+
+def test_an_idle_session_still_holds_its_reservation():
+    # Measured below reserved: the session may use its whole reservation a minute later.
+    quiet = node("a", cpus=2, reserved_cpus=1.5, measured_cpus=0.1, measured_at=1.0)
+    assert reasons_of(Demand(1, GiB), [quiet]) == {"a": "1.5 of 2 CPUs reserved, 1 needed"}
+
+
+def test_measured_memory_counts_like_reserved_memory():
+    full = node("a", memory=4 * GiB, reserved_memory=GiB, measured_memory=3 * GiB + GiB // 2, measured_at=1.0)
+    reasons = reasons_of(Demand(1, GiB), [full])
+    assert reasons["a"] == "3.5 GiB of 4 GiB memory in use (measured; 1 GiB reserved), 1 GiB needed"
+
+
+def test_spread_prefers_the_node_whose_containers_really_use_less():
+    # Equal reservations: the measured figure decides.
+    nodes = [node("a", reserved_cpus=1, measured_cpus=3, measured_at=1.0),
+             node("b", reserved_cpus=1, measured_cpus=0.2, measured_at=1.0)]
+    assert place(SMALL, nodes, "spread").name == "b"
+    assert place(SMALL, nodes, "pack").name == "a"
+
+
+def test_measured_usage_is_judged_against_the_over_committed_limit():
+    busy = node("a", cpus=2, measured_cpus=1.9, measured_at=1.0)
+    assert place(Demand(1, GiB), [busy], ratios=Ratios(cpu=2)).name == "a"
+    reasons = reasons_of(Demand(2.5, GiB), [busy], ratios=Ratios(cpu=2))
+    assert reasons["a"] == "1.90 of 4 CPUs in use (measured; 0 reserved) (2 × over-commit 2), 2.5 needed"

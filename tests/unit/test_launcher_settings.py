@@ -156,3 +156,32 @@ def test_swarm_mistakes_are_one_line_naming_the_key(old, new, key, words):
     assert old in SWARM
     message = error_of(SWARM.replace(old, new, 1))
     assert f"asci.yaml: {key}: " in message and words in message
+
+
+@pytest.mark.parametrize("node1_extra,key,words", [
+    ("vnc_address: published", "launcher.nodes[0].publish_address", "needs the node's IP address"),
+    ("vnc_address: published, publish_address: node1.site", "launcher.nodes[0].publish_address",
+     "expected an IP address"),
+    ("vnc_address: published, publish_address: 0.0.0.0", "launcher.nodes[0].publish_address", "not all of them"),
+    ("publish_address: 10.0.0.12", "launcher.nodes[0].publish_address", "vnc_address: published only"),
+    ("vnc_address: nat", "launcher.nodes[0].vnc_address", "bridge, published"),
+])
+def test_node_vnc_address_mistakes_are_one_line_naming_the_key(node1_extra, key, words):
+    text = GOOD.replace("labels: {beamline: i03}}", f"labels: {{beamline: i03}}, {node1_extra}}}")
+    message = error_of(text)
+    assert f"asci.yaml: {key}" in message and words in message
+
+
+def test_a_negative_usage_interval_is_refused():
+    message = error_of(GOOD.replace("placement: pack", "placement: pack\n  usage_interval: -1"))
+    assert "asci.yaml: launcher.usage_interval: " in message and "0 to 3600" in message
+
+
+def test_a_node_can_publish_vnc_on_its_own_address_and_usage_sampling_can_be_off():
+    text = GOOD.replace("labels: {beamline: i03}}", "labels: {beamline: i03}, vnc_address: published, "
+                                                    "publish_address: 10.0.0.12}")
+    config = parse_config(text.replace("placement: pack", "placement: pack\n  usage_interval: 0"), "asci.yaml")
+    node1, node2 = config.launcher.nodes
+    assert (node1.vnc_address, node1.publish_address) == ("published", "10.0.0.12")
+    assert (node2.vnc_address, node2.publish_address) == ("bridge", None)
+    assert config.launcher.usage_interval == 0

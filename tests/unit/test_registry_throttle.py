@@ -6,18 +6,11 @@ import asyncio
 import pytest
 
 from registry.throttle import HashGate, LoginThrottle, Overloaded, ThrottlePolicy
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_back_off_doubles_past_the_allowance_and_is_forgotten_after_quiet():
-    clock = Clock()
+    clock = FakeClock()
     t = LoginThrottle(ThrottlePolicy(free_per_address=3, free_per_account=100, first_block=1, forget_after=60), clock)
     for _ in range(3):
         assert t.retry_after("a", "10.0.0.1") == 0
@@ -36,7 +29,7 @@ def test_back_off_doubles_past_the_allowance_and_is_forgotten_after_quiet():
 
 
 def test_an_account_block_spares_clean_and_trusted_addresses():
-    clock = Clock()
+    clock = FakeClock()
     t = LoginThrottle(ThrottlePolicy(free_per_address=100, free_per_account=2, first_block=5), clock)
     t.succeeded("svc", "10.0.0.9")
     t.failed("svc", "10.0.0.9")  # even a trusted address that mistyped once stays trusted

@@ -8,14 +8,7 @@ from asci_core.web.logins import Logins
 from asci_core.web.rfb import BrowserSide, HandshakeFailed, vnc_auth_response
 from asci_core.web.throttle import LoginBackoff
 from asci_core.web.tokens import ConnectTokens, TokenRefused
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 ALICE = Researcher("alice", 5001, 5001, ("i03",))

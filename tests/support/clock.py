@@ -1,0 +1,10 @@
+"""A clock the test moves: throttles and expiries read it instead of the real one, so no test sleeps."""
+from __future__ import annotations
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
