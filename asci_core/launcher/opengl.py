@@ -258,6 +258,15 @@ def with_groups(kwargs: dict[str, Any], groups: Iterable[tuple[str, int]], accou
     kwargs["group_add"] = sorted({*(kwargs.get("group_add") or []), *(str(gid) for _, gid in groups)})
     if account != "image":
         return kwargs
+    from .directory import MAX_ID, MIN_ID
+
+    for name, gid in groups:
+        if not MIN_ID <= gid <= MAX_ID:
+            # The entry point would end the session (it creates no group below MIN_ID: those are the
+            # image's own); refused here in one line, before anything starts.
+            raise GlUnavailable(f"the render device's group (gid {gid}) cannot be given to an `account: image` "
+                                f"desktop, whose groups are {MIN_ID}..{MAX_ID}: make the device 0666 on the node "
+                                f"or use account: engine")
     environment = dict(kwargs.get("environment") or {})
     pairs = [p for p in (environment.get("ASCI_GROUPS") or "").split(",") if p]
     named = {p.partition(":")[0] for p in pairs}

@@ -565,9 +565,9 @@ class Launcher:
         node = self.pool.nodes[record.node].settings
         try:
             access = opengl.grant(choice, node, record.id, who.uid, who.gid, self.gl_state)
+            return opengl.apply(kwargs, access, account), access.on_node
         except opengl.GlUnavailable as exc:
             raise StartFailed(str(exc)) from None
-        return opengl.apply(kwargs, access, account), access.on_node
 
     def _sessions_holding_cookies(self) -> set[str]:
         with self._admission:

@@ -344,14 +344,19 @@ def test_device_groups_only_for_devices_closed_to_others():
 
 
 def test_device_groups_join_the_directorys_groups_for_image_desktops():
-    image = opengl.with_groups({"environment": {"ASCI_GROUPS": "i03:7003"}}, [("render", 109), ("i03", 7003)],
+    image = opengl.with_groups({"environment": {"ASCI_GROUPS": "i03:7003"}}, [("gpu4109", 4109), ("i03", 7003)],
                                "image")
-    assert image["environment"]["ASCI_GROUPS"] == "i03:7003,render:109"
-    assert opengl.with_groups({"environment": {}}, [("render", 109)], "image")["environment"] == {
-        "ASCI_GROUPS": "render:109"}
-    engine = opengl.with_groups({"group_add": ["6001"], "environment": {}}, [("render", 109)], "engine")
+    assert image["environment"]["ASCI_GROUPS"] == "i03:7003,gpu4109:4109"
+    assert image["group_add"] == ["4109", "7003"]
+    assert opengl.with_groups({"environment": {}}, [("gpu4109", 4109)], "image")["environment"] == {
+        "ASCI_GROUPS": "gpu4109:4109"}
+    engine = opengl.with_groups({"group_add": ["6001"], "environment": {}}, [("gpu109", 109)], "engine")
     assert engine == {"group_add": ["109", "6001"], "environment": {}}
     assert opengl.with_groups({"environment": {}}, [], "image") == {"environment": {}}
+    # A system group (render is often 100-199) is refused for image desktops before anything starts.
+    with pytest.raises(opengl.GlUnavailable, match="gid 109.*account: image"):
+        opengl.with_groups({"environment": {}}, [("gpu109", 109)], "image")
+    assert opengl.with_groups({"environment": {}}, [("gpu109", 109)], "engine")["group_add"] == ["109"]
 
 
 def test_an_egl_session_on_a_remote_node_learns_its_devices_owner_on_the_node(tmp_path: Path):
