@@ -92,3 +92,23 @@ def _first_member(archive: bytes) -> NodeFile:
 def _explain(exc: docker.errors.APIError) -> str:
     text = exc.explanation if isinstance(exc.explanation, str) and exc.explanation else str(exc)
     return text.splitlines()[0][:200] if text else "the engine refused"
+
+
+def sweep_readers(client: Any, older_than: float = 300.0, now: float | None = None) -> int:
+    """Remove reader containers left by a launcher that stopped between create and remove; how many.
+
+    A reader lives well under a second, so one older than OLDER_THAN seconds is nobody's any more
+    (another launcher's reader in progress is younger and is left alone)."""
+    import time
+
+    now = time.time() if now is None else now
+    removed = 0
+    for summary in client.api.containers(all=True, filters={"label": PEEK_LABEL}):
+        if now - float(summary.get("Created") or now) < older_than:
+            continue
+        try:
+            client.api.remove_container(summary["Id"], force=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+    return removed

@@ -29,7 +29,7 @@ from .inventory import (HOLDING_STATES, SESSION_LABEL, Capacity, Reservation, fr
                         list_session_containers, node_loads, render_device_for, reservation_from_container)
 from .mount_templates import MountTemplateError
 from .nodes import NodeDown, NodePool, default_nodes
-from . import opengl
+from . import node_files, opengl
 from .pull_account import pull
 from .placement import Demand, NodeLoad, NoNodeFits, Ratios, backend_for, place
 from .session_spec import (container_name, create_kwargs, ensure_session_network, first_password_file,
@@ -382,6 +382,7 @@ class Launcher:
                         report.lost.append(record.id)
                         log.warning("session lost", session=record.id, user=record.user, node=node, reason=exc.reason)
                 continue
+            self._sweep_readers(node)
             seen: set[str] = set()
             for summary in containers:
                 self._reconcile_container(node, summary, report, seen)
@@ -568,6 +569,16 @@ class Launcher:
             return opengl.apply(kwargs, access, account), access.on_node
         except opengl.GlUnavailable as exc:
             raise StartFailed(str(exc)) from None
+
+    def _sweep_readers(self, node: str) -> None:
+        """Node-file readers (opengl on remote nodes) a launcher left behind by stopping mid-read."""
+        try:
+            removed = self.pool.call(node, node_files.sweep_readers)
+        except (NodeDown, docker.errors.APIError) as exc:
+            log.warning("node file readers not swept", node=node, reason=str(exc))
+            return
+        if removed:
+            log.info("node file readers removed", node=node, count=removed)
 
     def _sessions_holding_cookies(self) -> set[str]:
         with self._admission:

@@ -249,3 +249,18 @@ def test_a_render_device_only_its_group_may_open_on_a_remote_node_gives_the_sess
         for left in launcher.list():
             launcher.stop(left.id)
         launcher.close()
+
+
+def test_reader_containers_left_behind_are_swept_and_fresh_ones_kept(remote_nodes):
+    from asci_core.launcher.node_files import sweep_readers
+
+    node = remote_nodes.nodes[1]
+    client = node.client()
+    try:
+        left = client.containers.create(TINY, command=["true"], labels={PEEK_LABEL: "1"}, network_mode="none")
+        assert sweep_readers(client) == 0  # seconds old: maybe another launcher's read in progress
+        assert [c.id for c in leftover_readers(node)] == [left.id]
+        assert sweep_readers(client, older_than=0) == 1
+        assert leftover_readers(node) == []
+    finally:
+        client.close()
