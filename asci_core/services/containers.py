@@ -29,7 +29,9 @@ def config_hash(svc: ServiceSettings) -> str:
     shape = {"command": svc.command, "ports": [(p.container, p.host, p.host_ip) for p in svc.ports],
              "env": svc.env, "secrets": {s.name: hashlib.sha256(s.value.reveal().encode()).hexdigest() for s in svc.secrets},
              "mounts": [(m.source, m.target, m.read_only) for m in svc.mounts], "repository": svc.repository,
-             "init": svc.init, "group_add": svc.group_add}
+             "init": svc.init, "group_add": svc.group_add,
+             # Behind a front a version publishes nothing and runs on the service network: another container.
+             "front": svc.front.enabled and bool(svc.ports)}
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -57,7 +59,8 @@ def write_secrets(svc: ServiceSettings, workdir: Path) -> Path:
 
 
 def create(client: Any, svc: ServiceSettings, image: str, tag: str, digest: str | None, workdir: Path,
-           *, candidate: bool) -> Any:
+           *, candidate: bool, network: str | None = None) -> Any:
+    """A version's container. With NETWORK (a fronted service) it joins that network and publishes nothing."""
     name = container_name(svc, tag, candidate)
     logging = log_config(svc.name, name)
     labels = {**logging.labels, SERVICE_LABEL: svc.name, TAG_LABEL: tag, DIGEST_LABEL: digest or "",
@@ -66,7 +69,7 @@ def create(client: Any, svc: ServiceSettings, image: str, tag: str, digest: str 
     if svc.secrets:
         volumes[str(write_secrets(svc, workdir))] = {"bind": SECRETS_DIR, "mode": "ro"}
     # A candidate publishes nothing: the serving container holds the host ports while the candidate proves itself.
-    ports = {} if candidate else {f"{p.container}/tcp": (p.host_ip, p.host) for p in svc.ports}
+    ports = {} if candidate or network else {f"{p.container}/tcp": (p.host_ip, p.host) for p in svc.ports}
     try:
         client.containers.get(name).remove(force=True)  # a leftover of an interrupted attempt
     except docker.errors.NotFound:
@@ -74,7 +77,7 @@ def create(client: Any, svc: ServiceSettings, image: str, tag: str, digest: str 
     return client.containers.create(image, command=svc.command or None, name=name, labels=labels,
                                     environment=dict(svc.env), volumes=volumes, ports=ports,
                                     log_config=logging.log_config, init=svc.init,
-                                    group_add=list(svc.group_add) or None,
+                                    group_add=list(svc.group_add) or None, network=network,
                                     restart_policy={"Name": "no"} if candidate else {"Name": "unless-stopped"})
 
 

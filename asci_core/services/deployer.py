@@ -1,16 +1,21 @@
 """Deploy, roll forward, roll back: the running containers of each service made to match its config.
 
-A roll (see README, Services) for `start-first`:
-  1. the new version starts as a *candidate* without published ports and must pass its health check
-     while the old container keeps serving — a failing tag never interrupts the service;
-  2. with ports published, the old container stops and the new one starts on the same host ports and
-     must pass again (a gap of one container start); without published ports both run at once and the
-     gap is zero;
-  3. the old container is removed. Any failure restores the old container and marks the tag bad.
-`stop-first` stops the old container first (services that cannot run twice) and restores it on failure.
+A service with published ports has a *front* (front.py, on by default): a long-lived container that
+owns the host ports and forwards to the serving version, which runs on the service network. A roll:
+  `start-first`: the new version starts beside the serving one and must pass its health check; the
+     front then sends new connections to it, the old version finishes its open ones (bounded by
+     `front.drain`) and stops. No connection is refused, and a failing tag never interrupts anything.
+  `stop-first` (services that cannot run twice): the old version stops, the new one starts and must
+     pass its health check, then the front switches; meanwhile the front holds new connections for
+     up to `front.hold` seconds. On failure the old version starts again.
+Without a front (`front.enabled: false`, or no published ports) start-first trials the new version
+as a *candidate* that publishes nothing, then stops the old one and starts the new one on the ports
+(a gap of one container start; none without ports, where both simply run at once).
+Any failure keeps or restores the old version and marks the tag bad.
 
 Every roll is written as `running` before anything changes; at start (`reconcile`) a roll found
-`running` was cut short by a restart and is undone: the recorded version is the one left running.
+`running` was cut short by a restart and is undone: the recorded version is the one left running
+(and the one the front forwards to).
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from asci_core.jsonlog import get_logger
 from asci_core.launcher.nodes import NodePool, default_nodes
 
 from . import containers as ctr
+from . import front as fr
 from .notify import post_failed_roll
 from .policy import allowed, next_tag
 from .settings import ServiceSettings
@@ -130,6 +136,8 @@ class Services:
                 serving = [c for c in found if c.labels.get(ctr.ROLE_LABEL) == "serving"
                            and current is not None and c.labels.get(ctr.TAG_LABEL) == current.tag]
                 keep = next((c for c in serving if c.name == exact), serving[0] if serving else None)
+                if keep is not None and keep.status == "running":
+                    self._front_back_to(client, svc, keep)  # before the others go: a roll may have switched it
                 for c in found:  # first remove, then start: a half-finished roll may hold the host ports
                     if c is not keep:
                         c.remove(force=True)
@@ -139,6 +147,8 @@ class Services:
                     if problem:
                         log.error("the recorded version is not healthy after its restart", service=svc.name,
                                   tag=keep.labels.get(ctr.TAG_LABEL), problem=problem)
+                if keep is not None and keep.name == exact and fr.fronted(svc):
+                    self._front_to(client, svc, keep)
                 return keep is not None and keep.name == exact
 
             kept_exact = self._engine(svc, tidy)
@@ -193,6 +203,9 @@ class Services:
     def _replace(self, client: Any, svc: ServiceSettings, from_tag: str | None, to_tag: str) -> str:
         digest = self._pull(client, svc, to_tag)
         image = self.image(svc, to_tag)
+        if fr.fronted(svc):
+            self._replace_behind_front(client, svc, image, to_tag, digest)
+            return digest
         old = [c for c in self._containers(client, svc)
                if c.labels.get(ctr.ROLE_LABEL) == "serving" and c.name != ctr.container_name(svc, to_tag)]
         if svc.replace == "start-first":
@@ -215,6 +228,79 @@ class Services:
         for c in old:
             c.remove(force=True)
         return digest
+
+    # --- behind a front -------------------------------------------------------------------
+
+    @property
+    def _base_image(self) -> str:
+        return self.config.stack.base_image.name
+
+    def _replace_behind_front(self, client: Any, svc: ServiceSettings, image: str, tag: str, digest: str) -> None:
+        fr.ensure_image(client, self._base_image)  # built before anything stops: a first build takes ~30 s
+        fr.ensure_network(client, svc)
+        new = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=False,
+                         network=fr.network_name(svc))
+        old = [c for c in self._containers(client, svc) if c.name != new.name]
+        front = fr.find(client, svc, self._base_image)
+        stop_first = svc.replace == "stop-first"
+        if stop_first:
+            for c in old:
+                c.stop(timeout=self.settings.stop_timeout)  # meanwhile the front holds new connections
+        try:
+            self._run_checked(new, svc)
+        except RollFailed:
+            if stop_first:
+                for c in old:
+                    c.start()
+            raise
+        try:
+            if front is None:  # first deploy, or a version that published the ports itself: they must be freed
+                for c in old:
+                    c.stop(timeout=self.settings.stop_timeout)
+                front = fr.create(client, svc, self._base_image, new.name)
+            else:
+                fr.switch(front, new.name)
+        except (fr.FrontError, docker.errors.APIError):
+            new.remove(force=True)  # the front still sends everything to the old version (or has none)
+            for c in old:
+                c.start()
+            raise
+        self._retire(front, old, svc)
+
+    def _retire(self, front: Any, old: list[Any], svc: ServiceSettings) -> None:
+        """Each old version finishes the connections the front opened to it (bounded), then goes."""
+        for c in old:
+            c.reload()
+            if c.status == "running":
+                try:
+                    left = fr.drain(front, c.name, svc.front.drain)
+                except fr.FrontError as exc:
+                    left = None
+                    log.warning("could not drain the retired version", service=svc.name, error=exc.one_line())
+                if left:
+                    log.warning("retired version still had open connections", service=svc.name,
+                                container=c.name, open=left, drain_s=svc.front.drain)
+                c.stop(timeout=self.settings.stop_timeout)
+            c.remove(force=True)
+
+    def _front_back_to(self, client: Any, svc: ServiceSettings, keep: Any) -> None:
+        """After a restart: the front forwards to KEEP again, if a roll cut short had switched it away."""
+        if not fr.fronted(svc):
+            return
+        front = fr.find(client, svc, self._base_image)
+        if front is not None and fr.current(front) != keep.name:
+            fr.switch(front, keep.name)
+            log.warning("front switched back to the recorded version", service=svc.name, backend=keep.name)
+
+    def _front_to(self, client: Any, svc: ServiceSettings, keep: Any) -> None:
+        """The front exists, runs, and forwards to KEEP (a running version on the service network)."""
+        front = fr.find(client, svc, self._base_image)
+        if front is None:
+            fr.create(client, svc, self._base_image, keep.name)
+        elif fr.current(front) != keep.name:
+            fr.switch(front, keep.name)
+
+    # --- without a front --------------------------------------------------------------
 
     def _trial(self, client: Any, svc: ServiceSettings, image: str, tag: str, digest: str) -> None:
         """The new version proves healthy beside the serving one, publishing nothing."""

@@ -17,6 +17,7 @@ import yaml
 
 from tests.conftest import LABELS, free_port
 from tests.integration.autobuild_support import ASCI, GitRemote, Serve, SlackReceiver, autobuild_config, deliver, server_payload
+from tests.integration.services_support import remove_service
 
 TOKEN = uuid.uuid4().hex[:8]
 REPO = f"TB/svc-{TOKEN}"
@@ -61,9 +62,8 @@ def env(stack, tmp_path_factory, docker_client):
     yield state
     state["serve"].stop()
     slack.close()
-    for c in docker_client.containers.list(all=True, filters={"label": "asci.service"}):
-        if c.labels["asci.service"] in (WEB, PINNED):
-            c.remove(force=True)
+    for name in (WEB, PINNED):
+        remove_service(docker_client, name)
 
 
 def asci(env, *args: str) -> subprocess.CompletedProcess:
@@ -172,7 +172,8 @@ def test_sigkill_of_serve_during_a_roll_leaves_exactly_one_healthy_version(env, 
     commit = env["tree"].tag("v1.1.0")
     deliver(env["serve"].url, server_payload(REPO, "v1.1.0", commit))
     deadline = time.monotonic() + 120
-    while not any(c.labels.get("asci.service-role") == "candidate" for c in service_containers(docker_client, WEB)):
+    # The new version is waiting for its health check (behind the front it starts as a version of its own).
+    while not any(c.labels.get("asci.service-tag") == "v1.1.0" for c in service_containers(docker_client, WEB)):
         assert time.monotonic() < deadline, "the roll to v1.1.0 never started"
         time.sleep(0.2)
     env["serve"].kill()

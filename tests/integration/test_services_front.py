@@ -1,0 +1,155 @@
+"""Behind its front, a start-first roll refuses no request: a real load loop of HTTP requests runs across it.
+
+The same loop against the same roll with the front switched off (the version publishes the port itself)
+counts the failed requests of the swap, so the zero above is a measurement that can fail. The front
+also outlives `asci serve`: it is a container of its own, and a reconcile finds it already forwarding.
+"""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import LABELS, free_port
+from tests.integration.autobuild_support import ASCI, autobuild_config
+from tests.integration.services_support import remove_service
+
+TOKEN = uuid.uuid4().hex[:8]
+IMAGE = f"asci-test/svc-front-{TOKEN}"
+
+
+def push(stack, docker_client, tag: str) -> None:
+    ref = f"{stack.registry.address}/{IMAGE}:{tag}"
+    dockerfile = (f"FROM {stack.config.stack.base_image.tiny_name}\n"
+                  f"RUN mkdir /www && echo {tag} > /www/version && touch /www/healthz\n"
+                  'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n')
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, rm=True, labels=LABELS)
+    lines = docker_client.api.push(ref.rsplit(":", 1)[0], tag, stream=True, decode=True,
+                                   auth_config=stack.registry.auth_config())
+    assert not [line for line in lines if "error" in line]
+
+
+@pytest.fixture(scope="module")
+def tags(stack, docker_client):
+    for tag in ("v1.0.0", "v1.0.2"):
+        push(stack, docker_client, tag)
+
+
+class Load(threading.Thread):
+    """GETs back to back, each on a fresh connection; every refused, reset or non-200 answer counts."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.stopping = url, False
+        self.answers: list[str] = []
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        while not self.stopping:
+            try:
+                answer = requests.get(self.url, timeout=5, headers={"Connection": "close"})
+                if answer.status_code == 200:
+                    self.answers.append(answer.text.strip())
+                else:
+                    self.failures.append(f"HTTP {answer.status_code}")
+            except requests.RequestException as exc:
+                self.failures.append(type(exc).__name__)
+
+    def wait_for(self, version: str, count: int, timeout: float = 30) -> None:
+        """Until COUNT answers of VERSION arrived (bounded poll of the loop's own results)."""
+        deadline = time.monotonic() + timeout
+        while self.answers.count(version) < count:
+            assert time.monotonic() < deadline, f"{version} answered {self.answers.count(version)} times"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.join(timeout=30)
+
+
+def configure(stack, root, name: str, port: int, front: bool, replace: str = "start-first"):
+    path = autobuild_config(root / "asci.yaml", config=stack.config, workdir=root / "work", git_root=root / "git",
+                            port=free_port(), repositories=[])
+    data = yaml.safe_load(path.read_text())
+    data["services"] = {"workdir": str(root / "services"), "check_interval": 3600, "definitions": [{
+        "name": name, "repository": IMAGE, "tag": "v1.0.0", "follow": "patch", "replace": replace,
+        "ports": [{"container": 8080, "host": port, "host_ip": "127.0.0.1"}], "front": {"enabled": front},
+        "health": {"http_path": "/healthz", "interval": 0.1, "timeout": 2, "wait": 15}}]}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def services(path, *args: str) -> subprocess.CompletedProcess:
+    out = subprocess.run([ASCI, "-c", str(path), "services", *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def roll_under_load(path, url: str, to_tag: str) -> Load:
+    """Deploy v1.0.0, then roll to TO_TAG (the registry check takes the newest patch) while the load runs."""
+    load = Load(url)
+    load.start()
+    try:
+        load.wait_for("v1.0.0", 20)
+        services(path, "check")  # returns once the roll is over
+        load.wait_for(to_tag, 20)
+    finally:
+        load.stop()
+    return load
+
+
+@pytest.fixture
+def fronted(stack, docker_client, tags, tmp_path):
+    name = f"front_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    path = configure(stack, tmp_path, name, port, front=True)
+    services(path, "deploy")
+    yield name, path, f"http://127.0.0.1:{port}/version"
+    remove_service(docker_client, name)
+
+
+def test_a_start_first_roll_behind_the_front_fails_no_request(fronted, docker_client):
+    name, path, url = fronted
+    load = roll_under_load(path, url, "v1.0.2")
+    assert load.failures == [], f"{len(load.failures)} of {len(load.failures) + len(load.answers)} failed"
+    assert set(load.answers) == {"v1.0.0", "v1.0.2"} and len(load.answers) >= 40
+
+    (version,) = docker_client.containers.list(all=True, filters={"label": f"asci.service={name}"})
+    assert version.labels["asci.service-tag"] == "v1.0.2" and version.status == "running"
+    assert version.attrs["HostConfig"]["PortBindings"] in ({}, None)  # the front owns the host port
+    assert list(version.attrs["NetworkSettings"]["Networks"]) == [f"asci-svc-{name}"]
+    front = docker_client.containers.get(f"asci-front-{name}")
+    assert front.status == "running" and front.labels["asci.component"] == name
+    show = front.exec_run(["python3", "/usr/local/bin/asci-front", "show"]).output.decode()
+    assert json.loads(show[3:])["backend"] == version.name
+
+
+def test_the_front_outlives_its_versions_and_a_reconcile_leaves_it_forwarding(fronted, docker_client):
+    name, path, url = fronted
+    front = docker_client.containers.get(f"asci-front-{name}")
+    started = front.attrs["State"]["StartedAt"]
+    assert services(path, "deploy").stdout.strip() == f"{name}: v1.0.0 running (unchanged)"
+    services(path, "check")
+    assert requests.get(url, timeout=5).text.strip() == "v1.0.2"
+    front.reload()
+    assert front.attrs["State"]["StartedAt"] == started and front.attrs["RestartCount"] == 0
+
+
+def test_without_the_front_the_same_load_loop_counts_the_swap_gap(stack, docker_client, tags, tmp_path):
+    name = f"direct_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    path = configure(stack, tmp_path, name, port, front=False)
+    try:
+        services(path, "deploy")
+        load = roll_under_load(path, f"http://127.0.0.1:{port}/version", "v1.0.2")
+        assert load.failures, "the direct swap stops the old version before the new one binds the port"
+        assert not docker_client.containers.list(all=True, filters={"label": f"asci.service-front={name}"})
+    finally:
+        remove_service(docker_client, name)
