@@ -242,46 +242,50 @@ class Services:
                          network=fr.network_name(svc))
         old = [c for c in self._containers(client, svc) if c.name != new.name]
         front = fr.find(client, svc, self._base_image)
-        stop_first = svc.replace == "stop-first"
-        if stop_first:
+        paused: list[str | None] = []  # the backend before a stop-first pause, to switch back to on failure
+
+        def undo() -> None:
+            with contextlib.suppress(docker.errors.NotFound):
+                new.remove(force=True)
             for c in old:
-                c.stop(timeout=self.settings.stop_timeout)  # meanwhile the front holds new connections
+                c.start()
+            if front is not None and paused:
+                fr.switch(front, paused[0])
+
         try:
-            self._run_checked(new, svc)
-        except RollFailed:
-            if stop_first:
+            if svc.replace == "stop-first":
+                if front is not None:
+                    paused.append(fr.switch(front, None))  # new connections wait in the front ...
+                    self._drain(front, old, svc)  # ... while the old version finishes its open ones
                 for c in old:
-                    c.start()
-            raise
-        try:
+                    c.stop(timeout=self.settings.stop_timeout)
+            self._run_checked(new, svc)
             if front is None:  # first deploy, or a version that published the ports itself: they must be freed
                 for c in old:
                     c.stop(timeout=self.settings.stop_timeout)
                 front = fr.create(client, svc, self._base_image, new.name)
             else:
                 fr.switch(front, new.name)
-        except (fr.FrontError, docker.errors.APIError):
-            new.remove(force=True)  # the front still sends everything to the old version (or has none)
-            for c in old:
-                c.start()
+        except (RollFailed, fr.FrontError, docker.errors.APIError):
+            undo()
             raise
-        self._retire(front, old, svc)
-
-    def _retire(self, front: Any, old: list[Any], svc: ServiceSettings) -> None:
-        """Each old version finishes the connections the front opened to it (bounded), then goes."""
+        if svc.replace == "start-first":
+            self._drain(front, old, svc)
         for c in old:
-            c.reload()
-            if c.status == "running":
-                try:
-                    left = fr.drain(front, c.name, svc.front.drain)
-                except fr.FrontError as exc:
-                    left = None
-                    log.warning("could not drain the retired version", service=svc.name, error=exc.one_line())
-                if left:
-                    log.warning("retired version still had open connections", service=svc.name,
-                                container=c.name, open=left, drain_s=svc.front.drain)
-                c.stop(timeout=self.settings.stop_timeout)
+            c.stop(timeout=self.settings.stop_timeout)
             c.remove(force=True)
+
+    def _drain(self, front: Any, old: list[Any], svc: ServiceSettings) -> None:
+        """Each old version finishes the connections the front opened to it (bounded by front.drain)."""
+        for c in old:
+            try:
+                left = fr.drain(front, c.name, svc.front.drain)
+            except fr.FrontError as exc:
+                log.warning("could not drain the retired version", service=svc.name, error=exc.one_line())
+                continue
+            if left:
+                log.warning("retired version still had open connections", service=svc.name,
+                            container=c.name, open=left, drain_s=svc.front.drain)
 
     def _front_back_to(self, client: Any, svc: ServiceSettings, keep: Any) -> None:
         """After a restart: the front forwards to KEEP again, if a roll cut short had switched it away."""

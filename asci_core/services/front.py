@@ -151,7 +151,11 @@ def create(client: Any, svc: ServiceSettings, base_image: str, backend: str) -> 
     except docker.errors.APIError as exc:
         front.remove(force=True)
         raise FrontError(f"cannot start the front of {svc.name}: {exc.explanation or exc}"[:300]) from None
-    switch(front, backend)
+    try:
+        switch(front, backend)
+    except FrontError:
+        front.remove(force=True)  # frees the host ports for the version being restored
+        raise
     return front
 
 
@@ -178,9 +182,9 @@ def _ask_when_listening(front: Any, *words: str, attempts: int = 50) -> str:
     raise AssertionError("unreachable")
 
 
-def switch(front: Any, backend: str) -> str | None:
-    """New connections go to BACKEND from now on; the backend before it (None if none)."""
-    previous = _ask_when_listening(front, "switch", backend)
+def switch(front: Any, backend: str | None) -> str | None:
+    """New connections go to BACKEND from now on (None: they are held); the backend before it."""
+    previous = _ask_when_listening(front, "switch", backend or "-")
     return None if previous == "-" else previous
 
 

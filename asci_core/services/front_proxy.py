@@ -5,6 +5,7 @@ so it uses the standard library only and imports nothing of ASCI.
 
     asci-front serve --ports 8080,9090 [--hold 10]   listen on these ports, forward each to BACKEND:same port
     asci-front switch BACKEND                         new connections go to BACKEND from now on
+    asci-front switch -                               new connections are held (a stop-first roll)
     asci-front drain BACKEND SECONDS                  wait until no connection to BACKEND is open (bounded)
     asci-front show                                   the current backend and the open connections
 
@@ -46,6 +47,7 @@ class Front:
         self.ports, self.state, self.hold = ports, state, hold
         self.backend = self._read_state()
         self.open: collections.Counter[str] = collections.Counter()
+        self.held = 0  # connections waiting for a backend that answers
         self.changed = asyncio.Condition()
 
     def _read_state(self) -> str | None:
@@ -57,6 +59,7 @@ class Front:
         return name if BACKEND.fullmatch(name) else None
 
     def _write_state(self, name: str) -> None:
+        """NAME, or an empty file for no backend."""
         partial = f"{self.state}.new"
         with open(partial, "w", encoding="utf-8") as f:
             f.write(name + "\n")
@@ -68,19 +71,30 @@ class Front:
 
     async def _connect(self, port: int) -> tuple[str, asyncio.StreamReader, asyncio.StreamWriter] | None:
         deadline = time.monotonic() + self.hold
-        while True:
-            backend = self.backend
-            if backend is not None:
-                self.open[backend] += 1
-                try:
-                    reader, writer = await asyncio.wait_for(asyncio.open_connection(backend, port),
-                                                            timeout=max(0.1, deadline - time.monotonic()))
-                    return backend, reader, writer
-                except (OSError, asyncio.TimeoutError):
-                    await self._release(backend)
-            if time.monotonic() >= deadline:
-                return None
-            await asyncio.sleep(RETRY)
+        upstream = await self._attempt(port, deadline)
+        if upstream is not None:
+            return upstream
+        self.held += 1
+        try:
+            while upstream is None and time.monotonic() < deadline:
+                await asyncio.sleep(RETRY)
+                upstream = await self._attempt(port, deadline)  # the current backend: a switch may have come
+            return upstream
+        finally:
+            self.held -= 1
+
+    async def _attempt(self, port: int, deadline: float) -> tuple[str, asyncio.StreamReader, asyncio.StreamWriter] | None:
+        backend = self.backend
+        if backend is None:
+            return None
+        self.open[backend] += 1  # counted before connecting: `drain` must see it from this moment
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(backend, port),
+                                                    timeout=max(0.1, deadline - time.monotonic()))
+        except (OSError, asyncio.TimeoutError):
+            await self._release(backend)
+            return None
+        return backend, reader, writer
 
     async def _release(self, backend: str) -> None:
         self.open[backend] -= 1
@@ -115,11 +129,11 @@ class Front:
 
     async def _command(self, words: list[str]) -> str:
         if words[:1] == ["show"]:
-            return "ok " + json.dumps({"backend": self.backend, "open": dict(self.open)})
-        if len(words) == 2 and words[0] == "switch" and BACKEND.fullmatch(words[1]):
-            previous, self.backend = self.backend, words[1]
-            self._write_state(words[1])
-            say("switched", backend=words[1], previous=previous)
+            return "ok " + json.dumps({"backend": self.backend, "open": dict(self.open), "held": self.held})
+        if len(words) == 2 and words[0] == "switch" and (BACKEND.fullmatch(words[1]) or words[1] == "-"):
+            previous, self.backend = self.backend, None if words[1] == "-" else words[1]
+            self._write_state(self.backend or "")
+            say("switched", backend=self.backend, previous=previous)
             return f"ok {previous or '-'}"
         if len(words) == 3 and words[0] == "drain" and BACKEND.fullmatch(words[1]):
             try:
@@ -128,7 +142,7 @@ class Front:
                 return "error drain needs seconds"
             left = await self._drain(words[1], seconds)
             return f"ok {left}"
-        return "error expected: show | switch BACKEND | drain BACKEND SECONDS"
+        return "error expected: show | switch BACKEND|- | drain BACKEND SECONDS"
 
     async def _drain(self, backend: str, seconds: float) -> int:
         async with self.changed:

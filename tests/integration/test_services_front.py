@@ -20,6 +20,7 @@ import yaml
 from tests.conftest import LABELS, free_port
 from tests.integration.autobuild_support import ASCI, autobuild_config
 from tests.integration.services_support import remove_service
+from tests.support.waiting import wait_until
 
 TOKEN = uuid.uuid4().hex[:8]
 IMAGE = f"asci-test/svc-front-{TOKEN}"
@@ -74,7 +75,7 @@ class Load(threading.Thread):
         self.join(timeout=30)
 
 
-def configure(stack, root, name: str, port: int, front: bool, replace: str = "start-first"):
+def configure(stack, root, name: str, port: int, front: bool = True, replace: str = "start-first"):
     path = autobuild_config(root / "asci.yaml", config=stack.config, workdir=root / "work", git_root=root / "git",
                             port=free_port(), repositories=[])
     data = yaml.safe_load(path.read_text())
@@ -105,11 +106,17 @@ def roll_under_load(path, url: str, to_tag: str) -> Load:
     return load
 
 
-@pytest.fixture
-def fronted(stack, docker_client, tags, tmp_path):
+def front_backend(docker_client, name: str) -> str | None:
+    show = docker_client.containers.get(f"asci-front-{name}").exec_run(
+        ["python3", "/usr/local/bin/asci-front", "show"]).output.decode()
+    return json.loads(show[3:])["backend"]
+
+
+@pytest.fixture(params=["start-first"])
+def fronted(request, stack, docker_client, tags, tmp_path):
     name = f"front_{uuid.uuid4().hex[:8]}"
     port = free_port()
-    path = configure(stack, tmp_path, name, port, front=True)
+    path = configure(stack, tmp_path, name, port, replace=request.param)
     services(path, "deploy")
     yield name, path, f"http://127.0.0.1:{port}/version"
     remove_service(docker_client, name)
@@ -127,8 +134,53 @@ def test_a_start_first_roll_behind_the_front_fails_no_request(fronted, docker_cl
     assert list(version.attrs["NetworkSettings"]["Networks"]) == [f"asci-svc-{name}"]
     front = docker_client.containers.get(f"asci-front-{name}")
     assert front.status == "running" and front.labels["asci.component"] == name
-    show = front.exec_run(["python3", "/usr/local/bin/asci-front", "show"]).output.decode()
-    assert json.loads(show[3:])["backend"] == version.name
+    assert front_backend(docker_client, name) == version.name
+
+
+@pytest.mark.parametrize("fronted", ["stop-first"], indirect=True)
+def test_a_stop_first_roll_never_runs_two_versions_and_the_front_holds_requests_meanwhile(fronted, docker_client):
+    name, path, url = fronted
+    since = int(time.time()) - 1
+    load = roll_under_load(path, url, "v1.0.2")
+    events = [(e["Action"], e["Actor"]["Attributes"]["asci.service-tag"]) for e in docker_client.events(
+        since=since, until=int(time.time()) + 1, decode=True, filters={"label": f"asci.service={name}",
+                                                                        "event": ["start", "die"]})]
+    assert events.index(("die", "v1.0.0")) < events.index(("start", "v1.0.2")), events
+    assert load.failures == [], f"{len(load.failures)} of {len(load.failures) + len(load.answers)} failed"
+    assert set(load.answers) == {"v1.0.0", "v1.0.2"}
+
+
+def test_a_restart_after_the_switch_but_before_the_record_goes_back_to_the_recorded_version(fronted, stack,
+                                                                                           docker_client):
+    """The state SIGKILL leaves between `switch` and the record of the roll: undone by the next reconcile."""
+    from asci_core.config import load_config
+    from asci_core.services import containers as ctr
+    from asci_core.services.deployer import Services
+
+    name, path, url = fronted
+    (old,) = docker_client.containers.list(filters={"label": f"asci.service={name}"})
+    services_ = Services(load_config(path))
+    try:
+        svc = services_.service(name)
+        services_.store.begin_roll(name, "v1.0.0", "v1.0.2", "autobuild")
+        ref = services_.image(svc, "v1.0.2")
+        docker_client.images.pull(ref, auth_config=stack.registry.auth_config())
+        new = ctr.create(docker_client, svc, ref, "v1.0.2", None, services_.workdir, candidate=False,
+                         network=f"asci-svc-{name}")
+        new.start()
+    finally:
+        services_.close()
+    front = docker_client.containers.get(f"asci-front-{name}")
+    assert front.exec_run(["python3", "/usr/local/bin/asci-front", "switch", new.name]).exit_code == 0
+    wait_until(lambda: requests.get(url, timeout=5).text.strip() == "v1.0.2", 20, "the switched front")
+
+    assert services(path, "deploy").stdout.strip() == f"{name}: v1.0.0 running (unchanged)"
+    (left,) = docker_client.containers.list(all=True, filters={"label": f"asci.service={name}"})
+    assert left.name == old.name and left.status == "running"
+    assert front_backend(docker_client, name) == old.name
+    assert requests.get(url, timeout=5).text.strip() == "v1.0.0"
+    rolls = json.loads(services(path, "history", name, "--json").stdout)
+    assert rolls[0]["to_tag"] == "v1.0.2" and rolls[0]["result"] == "interrupted"
 
 
 def test_the_front_outlives_its_versions_and_a_reconcile_leaves_it_forwarding(fronted, docker_client):
