@@ -78,6 +78,14 @@ class Services:
         if unknown:
             raise UsageError(f"services on nodes not in launcher.nodes: {', '.join(unknown)} "
                              f"(known: {', '.join(sorted(n.name for n in nodes))})")
+        # This host's engines: a container's bridge address is reachable and a local secrets file mountable.
+        self._here = {n.name for n in nodes if n.url.startswith("unix://")}
+        unchecked = [f"{s.name} ({s.node})" for s in self.settings.definitions
+                     if s.health.http_path is not None and s.node not in self._here and not fr.fronted(s)]
+        if unchecked:
+            raise UsageError(f"an HTTP health check on another node is made through the service's front, which "
+                             f"needs published ports (and front.enabled): {', '.join(unchecked)}; "
+                             f"or use health.command")
         self.pool = NodePool(nodes, timeout=config.launcher.engine_timeout)
         self.store = ServiceStore(self.workdir / "services.db")
         self.access = registry_access(config)
@@ -143,7 +151,7 @@ class Services:
                         c.remove(force=True)
                 if keep is not None and keep.status != "running":
                     keep.start()
-                    problem = ctr.wait_healthy(keep, svc)
+                    problem = ctr.wait_healthy(keep, svc, self._front_of(client, svc))
                     if problem:
                         log.error("the recorded version is not healthy after its restart", service=svc.name,
                                   tag=keep.labels.get(ctr.TAG_LABEL), problem=problem)
@@ -216,7 +224,8 @@ class Services:
                     c.remove(force=True)
                 return digest
         # Created before the old one stops (creating binds no port): the gap is only stop + start.
-        new = ctr.create(client, svc, image, to_tag, digest, self.workdir, candidate=False)
+        new = ctr.create(client, svc, image, to_tag, digest, self.workdir, candidate=False,
+                         copy_secrets=self._copy_secrets(svc))
         for c in old:
             c.stop(timeout=self.settings.stop_timeout)
         try:
@@ -239,33 +248,39 @@ class Services:
         fr.ensure_image(client, self._base_image)  # built before anything stops: a first build takes ~30 s
         fr.ensure_network(client, svc)
         new = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=False,
-                         network=fr.network_name(svc))
+                         network=fr.network_name(svc), copy_secrets=self._copy_secrets(svc))
         old = [c for c in self._containers(client, svc) if c.name != new.name]
+        network = fr.network_name(svc)
+        # Versions from before the front publish the ports themselves: they stop for the front to bind them.
+        publishers = [c for c in old if network not in (c.attrs["NetworkSettings"].get("Networks") or {})]
         front = fr.find(client, svc, self._base_image)
+        created: list[Any] = []
         paused: list[str | None] = []  # the backend before a stop-first pause, to switch back to on failure
 
         def undo() -> None:
             with contextlib.suppress(docker.errors.NotFound):
                 new.remove(force=True)
+            if created and publishers:
+                created[0].remove(force=True)  # gives the ports back to the versions from before the front
             for c in old:
                 c.start()
-            if front is not None and paused:
+            if paused and not (created and publishers):
                 fr.switch(front, paused[0])
 
         try:
+            if front is None:  # the front first: the health check is made from it, on any node
+                serving = [c.name for c in old if c not in publishers and c.status == "running"]
+                for c in publishers:
+                    c.stop(timeout=self.settings.stop_timeout)  # meanwhile the new front holds connections
+                front = fr.create(client, svc, self._base_image, serving[0] if serving else None)
+                created.append(front)
             if svc.replace == "stop-first":
-                if front is not None:
-                    paused.append(fr.switch(front, None))  # new connections wait in the front ...
-                    self._drain(front, old, svc)  # ... while the old version finishes its open ones
+                paused.append(fr.switch(front, None))  # new connections wait in the front ...
+                self._drain(front, old, svc)  # ... while the old version finishes its open ones
                 for c in old:
                     c.stop(timeout=self.settings.stop_timeout)
-            self._run_checked(new, svc)
-            if front is None:  # first deploy, or a version that published the ports itself: they must be freed
-                for c in old:
-                    c.stop(timeout=self.settings.stop_timeout)
-                front = fr.create(client, svc, self._base_image, new.name)
-            else:
-                fr.switch(front, new.name)
+            self._run_checked(new, svc, front)
+            fr.switch(front, new.name)
         except (RollFailed, fr.FrontError, docker.errors.APIError):
             undo()
             raise
@@ -286,6 +301,12 @@ class Services:
             if left:
                 log.warning("retired version still had open connections", service=svc.name,
                             container=c.name, open=left, drain_s=svc.front.drain)
+
+    def _copy_secrets(self, svc: ServiceSettings) -> bool:
+        return svc.node not in self._here
+
+    def _front_of(self, client: Any, svc: ServiceSettings) -> Any | None:
+        return fr.running(client, svc) if fr.fronted(svc) else None
 
     def _front_back_to(self, client: Any, svc: ServiceSettings, keep: Any) -> None:
         """After a restart: the front forwards to KEEP again, if a roll cut short had switched it away."""
@@ -308,7 +329,8 @@ class Services:
 
     def _trial(self, client: Any, svc: ServiceSettings, image: str, tag: str, digest: str) -> None:
         """The new version proves healthy beside the serving one, publishing nothing."""
-        candidate = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=True)
+        candidate = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=True,
+                               copy_secrets=self._copy_secrets(svc))
         try:
             candidate.start()
             problem = ctr.wait_healthy(candidate, svc)
@@ -318,13 +340,14 @@ class Services:
             raise RollFailed(problem)
 
     def _start(self, client: Any, svc: ServiceSettings, image: str, tag: str, digest: str) -> Any:
-        new = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=False)
+        new = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=False,
+                         copy_secrets=self._copy_secrets(svc))
         return self._run_checked(new, svc)
 
-    def _run_checked(self, new: Any, svc: ServiceSettings) -> Any:
+    def _run_checked(self, new: Any, svc: ServiceSettings, front: Any | None = None) -> Any:
         try:
             new.start()
-            problem = ctr.wait_healthy(new, svc)
+            problem = ctr.wait_healthy(new, svc, front)
         except docker.errors.APIError as exc:
             problem = f"cannot start: {exc.explanation or exc}"[:300]
         if problem:
@@ -401,7 +424,8 @@ class Services:
                     if c.name == want:
                         if c.status != "running":
                             return c.status
-                        return "healthy" if ctr.check_once(c, svc) is None else "unhealthy"
+                        healthy = ctr.check_once(c, svc, self._front_of(client, svc)) is None
+                        return "healthy" if healthy else "unhealthy"
                 return "missing"
 
             try:

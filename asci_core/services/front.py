@@ -193,6 +193,28 @@ def drain(front: Any, backend: str, seconds: float) -> int:
     return int(_ask(front, "drain", backend, f"{seconds:g}"))
 
 
+def check(front: Any, backend: str, port: int, path: str, timeout: float) -> str | None:
+    """The HTTP health check of BACKEND made from the front, inside the service network: None when 2xx."""
+    try:
+        result = front.exec_run(["python3", "/usr/local/bin/asci-front", "check", backend, str(port), path,
+                                 f"{timeout:g}"], demux=False)
+    except docker.errors.APIError as exc:
+        return f"the front could not run the check ({exc.explanation or exc})"[:200]
+    if result.exit_code == 0:
+        return None
+    answer = (result.output or b"").decode("utf-8", "replace").strip()
+    return answer.removeprefix("error ")[:200] or f"check exited with {result.exit_code}"
+
+
+def running(client: Any, svc: ServiceSettings) -> Any | None:
+    """The service's front if it runs (looks only: changes nothing)."""
+    try:
+        front = client.containers.get(front_name(svc))
+    except docker.errors.NotFound:
+        return None
+    return front if front.status == "running" else None
+
+
 def current(front: Any) -> str | None:
     return json.loads(_ask_when_listening(front, "show"))["backend"]
 

@@ -8,9 +8,12 @@ so it uses the standard library only and imports nothing of ASCI.
     asci-front switch -                               new connections are held (a stop-first roll)
     asci-front drain BACKEND SECONDS                  wait until no connection to BACKEND is open (bounded)
     asci-front show                                   the current backend and the open connections
+    asci-front check BACKEND PORT PATH SECONDS        GET http://BACKEND:PORT/PATH; exit 0 on a 2xx answer
 
 The control commands speak one line each way over a Unix socket inside the container; the roll runs
-them with `docker exec`, which reaches the front on any node through its engine. The backend is a
+them with `docker exec`, which reaches the front on any node through its engine; `check` is the
+service's HTTP health check made from inside the service network, so it needs no route from the
+host that runs `asci serve` to the node's containers. The backend is a
 container name resolved by the engine's DNS on the service network, so it survives the backend's
 restarts; it is kept in a file so a restart of the front (or of the engine) keeps it.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import http.client
 import json
 import os
 import re
@@ -203,6 +207,20 @@ def ask(control: str, words: list[str], timeout: float) -> int:
     return 0 if answer.startswith("ok") else 1
 
 
+def check(backend: str, port: int, path: str, timeout: float) -> int:
+    connection = http.client.HTTPConnection(backend, port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"Connection": "close"})
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        print(f"error {path} did not answer ({type(exc).__name__})")
+        return 1
+    finally:
+        connection.close()
+    print(f"{'ok' if 200 <= status < 300 else 'error'} {path} answered {status}")
+    return 0 if 200 <= status < 300 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="asci-front")
     parser.add_argument("--control", default=CONTROL)
@@ -218,7 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("backend")
     p.add_argument("seconds", type=float)
     actions.add_parser("show")
+    p = actions.add_parser("check")
+    p.add_argument("backend")
+    p.add_argument("port", type=int)
+    p.add_argument("path")
+    p.add_argument("timeout", type=float)
     args = parser.parse_args(argv)
+    if args.action == "check":
+        if not BACKEND.fullmatch(args.backend) or not args.path.startswith("/"):
+            print("error expected: check BACKEND PORT /PATH SECONDS")
+            return 2
+        return check(args.backend, args.port, args.path, args.timeout)
     if args.action == "serve":
         try:
             asyncio.run(serve(args.ports, args.state, args.control, args.hold, args.listen))
