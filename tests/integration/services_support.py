@@ -16,3 +16,46 @@ def remove_service(docker_client: Any, name: str) -> None:
             network.remove()
         except docker.errors.NotFound:
             pass
+
+
+class EngineRelay:
+    """tcp://127.0.0.1:PORT relayed byte for byte to the local engine's socket: the same engine seen as a
+    node reached over the network, so the services take the path of a node other than this host."""
+
+    def __init__(self, socket_path: str):
+        import socket
+        import threading
+
+        self.socket_path = socket_path
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"tcp://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect(self.socket_path)
+            for src, dst in ((client, engine), (engine, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: Any, dst: Any) -> None:
+        import socket
+
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            for s in (src, dst):
+                s.close()
+
+    def close(self) -> None:
+        self.server.close()

@@ -19,7 +19,7 @@ import yaml
 
 from tests.conftest import LABELS, free_port
 from tests.integration.autobuild_support import ASCI, autobuild_config
-from tests.integration.services_support import remove_service
+from tests.integration.services_support import EngineRelay, remove_service
 from tests.support.waiting import wait_until
 
 TOKEN = uuid.uuid4().hex[:8]
@@ -30,6 +30,7 @@ def push(stack, docker_client, tag: str) -> None:
     ref = f"{stack.registry.address}/{IMAGE}:{tag}"
     dockerfile = (f"FROM {stack.config.stack.base_image.tiny_name}\n"
                   f"RUN mkdir /www && echo {tag} > /www/version && touch /www/healthz\n"
+                  "USER nobody\n"  # a named user: secrets copied in are given to it
                   'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n')
     docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, rm=True, labels=LABELS)
     lines = docker_client.api.push(ref.rsplit(":", 1)[0], tag, stream=True, decode=True,
@@ -75,14 +76,14 @@ class Load(threading.Thread):
         self.join(timeout=30)
 
 
-def configure(stack, root, name: str, port: int, front: bool = True, replace: str = "start-first"):
+def configure(stack, root, name: str, port: int, front: bool = True, replace: str = "start-first", **extra):
     path = autobuild_config(root / "asci.yaml", config=stack.config, workdir=root / "work", git_root=root / "git",
                             port=free_port(), repositories=[])
     data = yaml.safe_load(path.read_text())
     data["services"] = {"workdir": str(root / "services"), "check_interval": 3600, "definitions": [{
         "name": name, "repository": IMAGE, "tag": "v1.0.0", "follow": "patch", "replace": replace,
         "ports": [{"container": 8080, "host": port, "host_ip": "127.0.0.1"}], "front": {"enabled": front},
-        "health": {"http_path": "/healthz", "interval": 0.1, "timeout": 2, "wait": 15}}]}
+        "health": {"http_path": "/healthz", "interval": 0.1, "timeout": 2, "wait": 15}, **extra}]}
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -205,3 +206,48 @@ def test_without_the_front_the_same_load_loop_counts_the_swap_gap(stack, docker_
         assert not docker_client.containers.list(all=True, filters={"label": f"asci.service-front={name}"})
     finally:
         remove_service(docker_client, name)
+
+
+@pytest.fixture
+def far_node(stack):
+    """The local engine reached as tcp://127.0.0.1:PORT: to the services, a node other than this host."""
+    relay = EngineRelay(str(stack.config.stack.docker.socket))
+    yield relay
+    relay.close()
+
+
+def with_nodes(path, relay: EngineRelay, stack) -> None:
+    data = yaml.safe_load(path.read_text())
+    data.setdefault("launcher", {})["nodes"] = [
+        {"name": "local", "url": f"unix://{stack.config.stack.docker.socket}"}, {"name": "far", "url": relay.url}]
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_on_another_node_the_front_makes_the_http_check_and_secrets_are_copied_in(stack, docker_client, tags,
+                                                                                 tmp_path, far_node):
+    name = f"far_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    path = configure(stack, tmp_path, name, port, node="far", secrets=[{"name": "token", "value": "far-secret"}])
+    with_nodes(path, far_node, stack)
+    try:
+        services(path, "deploy")
+        load = roll_under_load(path, f"http://127.0.0.1:{port}/version", "v1.0.2")
+        assert load.failures == []
+        (version,) = docker_client.containers.list(all=True, filters={"label": f"asci.service={name}"})
+        assert version.exec_run(["cat", "/run/secrets/token"]).output == b"far-secret"  # as its user, nobody
+        assert version.exec_run(["stat", "-c", "%U %a", "/run/secrets/token"]).output.split() == [b"nobody", b"400"]
+        assert "far-secret" not in json.dumps(version.attrs) and not version.attrs["HostConfig"]["Binds"]
+        assert not (tmp_path / "services" / name / "secrets").exists()  # no file on this host
+        status = json.loads(services(path, "status", "--json").stdout)
+        assert (status[0]["node"], status[0]["tag"], status[0]["health"]) == ("far", "v1.0.2", "healthy")
+    finally:
+        remove_service(docker_client, name)
+
+
+def test_an_http_check_on_another_node_without_a_front_is_refused_in_one_line(stack, tmp_path, far_node):
+    path = configure(stack, tmp_path, "nofront", free_port(), front=False, node="far")
+    with_nodes(path, far_node, stack)
+    out = subprocess.run([ASCI, "-c", str(path), "services", "status"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "an HTTP health check on another node is made through the service's front" in out.stderr
+    assert "nofront (far)" in out.stderr
