@@ -36,7 +36,7 @@ from asci_core.launcher.nodes import NodePool, default_nodes
 from . import containers as ctr
 from . import front as fr
 from .notify import post_failed_roll
-from .policy import allowed, next_tag
+from .policy import allowed, first_allowed, first_tag, next_tag
 from .settings import ServiceSettings
 from .store import FAILED, INTERRUPTED, ROLLED_BACK, SUCCEEDED, Roll, ServiceStore
 
@@ -358,13 +358,19 @@ class Services:
     # --- rolling forward ---------------------------------------------------------------
 
     def offer(self, svc: ServiceSettings, tag: str, trigger: str) -> str | None:
-        """Roll SVC to TAG when its policy takes it: newer, in range, not marked bad. Returns the digest."""
+        """Roll SVC to TAG when its policy takes it: newer, in range, not marked bad. Returns the digest.
+        A service never deployed takes it only with `deploy_when_built`."""
         with self._lock(svc.name):
             current = self.store.current(svc.name)
-            if current is None or tag in self.store.bad_tags(svc.name) or not allowed(svc.follow, current.tag, tag):
+            if tag in self.store.bad_tags(svc.name):
+                return None
+            if current is None:
+                if not (svc.deploy_when_built and first_allowed(svc.follow, svc.tag, tag)):
+                    return None
+            elif not allowed(svc.follow, current.tag, tag):
                 return None
             try:
-                return self._roll_locked(svc, current.tag, tag, trigger)
+                return self._roll_locked(svc, current.tag if current else None, tag, trigger)
             except RollFailed:
                 return None
 
@@ -381,14 +387,18 @@ class Services:
         client = RegistryClient(self.access)
         for svc in self.settings.definitions:
             current = self.store.current(svc.name)
-            if svc.follow == "pinned" or current is None:
+            if (svc.follow == "pinned" and current is not None) or (current is None and not svc.deploy_when_built):
                 continue
             try:
                 tags = client.tags(svc.repository)
             except AsciError as exc:
                 log.warning("registry check failed", service=svc.name, error=str(exc)[:200])
                 continue
-            tag = next_tag(svc.follow, current.tag, tags, self.store.bad_tags(svc.name))
+            bad = self.store.bad_tags(svc.name)
+            if current is None:
+                tag = first_tag(svc.follow, svc.tag, tags, bad)
+            else:
+                tag = next_tag(svc.follow, current.tag, tags, bad)
             if tag is not None:
                 self.offer(svc, tag, trigger="registry")
 

@@ -86,6 +86,9 @@ class ServiceSettings:
     health: HealthSettings = setting(default_factory=HealthSettings, help="how a new container proves it works")
     front: FrontSettings = setting(default_factory=FrontSettings,
                                    help="the front that owns the published ports (see README, Services)")
+    deploy_when_built: bool = setting(
+        False, help="a service never deployed is deployed by the first build (or registry check) of a tag its "
+                    "policy takes; otherwise its first deploy is `asci services deploy` or the start of `asci serve`")
     replace: Literal["start-first", "stop-first"] = setting(
         "start-first", help="start-first: the new container proves healthy before the old one stops; "
                             "stop-first: for services that cannot run twice")

@@ -251,3 +251,42 @@ def test_an_http_check_on_another_node_without_a_front_is_refused_in_one_line(st
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "an HTTP health check on another node is made through the service's front" in out.stderr
     assert "nofront (far)" in out.stderr
+
+
+def test_a_service_never_deployed_is_deployed_by_the_first_build_its_policy_takes(stack, docker_client, tags,
+                                                                                  tmp_path):
+    """`deploy_when_built`: autobuild's event (Services.built, as `asci serve` calls it) and the registry check."""
+    from asci_core.config import load_config
+    from asci_core.services.deployer import Services
+
+    name = f"first_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    path = configure(stack, tmp_path, name, port, tag="v1.0.1", deploy_when_built=True)
+    services_ = Services(load_config(path))
+    try:
+        services_.built(f"{stack.registry.address}/{IMAGE}", "v1.0.0")  # older than the configured tag
+        services_.built(f"{stack.registry.address}/other/{IMAGE}", "v1.0.2")  # another repository
+        assert services_.store.current(name) is None
+        services_.built(f"{stack.registry.address}/{IMAGE}", "v1.0.2")
+        assert services_.store.current(name).tag == "v1.0.2"
+        assert services_.history(name)[0].trigger == "autobuild"
+        assert requests.get(f"http://127.0.0.1:{port}/version", timeout=5).text.strip() == "v1.0.2"
+    finally:
+        services_.close()
+        remove_service(docker_client, name)
+
+
+@pytest.mark.parametrize("deploy_when_built", [True, False])
+def test_the_registry_check_deploys_a_service_never_deployed_only_when_asked(stack, docker_client, tags, tmp_path,
+                                                                             deploy_when_built):
+    name = f"first_{uuid.uuid4().hex[:8]}"
+    path = configure(stack, tmp_path, name, free_port(), follow="pinned", deploy_when_built=deploy_when_built)
+    try:
+        services(path, "check")
+        rolls = json.loads(services(path, "history", name, "--json").stdout)
+        if deploy_when_built:
+            assert [(r["to_tag"], r["result"], r["trigger"]) for r in rolls] == [("v1.0.0", "succeeded", "registry")]
+        else:
+            assert rolls == []
+    finally:
+        remove_service(docker_client, name)
