@@ -13,6 +13,7 @@ service back to back on fresh connections; every refused or failed one is counte
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import statistics
 import subprocess
@@ -49,6 +50,7 @@ class Load(threading.Thread):
         self.url, self.ok, self.failed, self.stopping = url, 0, 0, False
         self.first_failure = self.last_failure = 0.0
         self.latencies: list[float] = []  # seconds per answered request: what the front adds
+        self.kinds: collections.Counter[str] = collections.Counter()  # why requests failed
 
     def run(self) -> None:
         while not self.stopping:
@@ -60,8 +62,10 @@ class Load(threading.Thread):
                     self.ok += 1
                 else:
                     self.failed += 1
-            except requests.RequestException:
+                    self.kinds[f"HTTP {answer.status_code}"] += 1
+            except requests.RequestException as exc:
                 self.failed += 1
+                self.kinds[type(exc).__name__] += 1
                 self.last_failure = time.monotonic()
                 self.first_failure = self.first_failure or self.last_failure
 
@@ -109,6 +113,7 @@ def main() -> int:
         serve = Serve(path, port, root / "serve.log").start()
         url = f"http://127.0.0.1:{web_port}/version"
         seconds, failures, gaps, latencies, longest = [], [], [], [], []
+        kinds: collections.Counter[str] = collections.Counter()
         try:
             commit = tree.tag("v1.0.0")
             deliver(serve.url, server_payload(repo, "v1.0.0", commit))
@@ -138,6 +143,7 @@ def main() -> int:
                 gaps.append(load.gap)
                 latencies.extend(load.latencies)
                 longest.append(max(load.latencies, default=0.0))
+                kinds.update(load.kinds)
                 print(f"{version}: {seconds[-1]:.2f} s, {load.failed} failed of {load.ok + load.failed} requests, "
                       f"gap {load.gap * 1000:.0f} ms, longest answered request {longest[-1] * 1000:.0f} ms",
                       flush=True)
@@ -152,11 +158,11 @@ def main() -> int:
     mode = f"{args.replace}, {'no front' if args.no_front else 'front'}"
     print(f"tag pushed -> new version answering ({mode}): p50 {statistics.median(seconds):.2f} s, "
           f"min {min(seconds):.2f} s, max {max(seconds):.2f} s over {len(seconds)} rolls")
-    print(f"of which the roll itself (pull, trial, swap, health; `asci services history`): "
+    print(f"of which the roll itself (pull, start, health check, switch, drain; `asci services history`): "
           f"p50 {statistics.median(rolls):.2f} s")
     print(f"failed requests per roll: median {statistics.median(failures)}, max {max(failures)}, "
           f"total {sum(failures)}; gap (first to last failure) p50 {statistics.median(gaps) * 1000:.0f} ms, "
-          f"max {max(gaps) * 1000:.0f} ms")
+          f"max {max(gaps) * 1000:.0f} ms; kinds: {dict(kinds) or 'none'}")
     print(f"longest answered request per roll (behind the front: held while no version answers): "
           f"p50 {statistics.median(longest) * 1000:.0f} ms, max {max(longest) * 1000:.0f} ms")
     latencies.sort()

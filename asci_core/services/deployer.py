@@ -5,9 +5,9 @@ owns the host ports and forwards to the serving version, which runs on the servi
   `start-first`: the new version starts beside the serving one and must pass its health check; the
      front then sends new connections to it, the old version finishes its open ones (bounded by
      `front.drain`) and stops. No connection is refused, and a failing tag never interrupts anything.
-  `stop-first` (services that cannot run twice): the old version stops, the new one starts and must
-     pass its health check, then the front switches; meanwhile the front holds new connections for
-     up to `front.hold` seconds. On failure the old version starts again.
+  `stop-first` (services that cannot run twice): the front holds new connections (up to `front.hold`
+     seconds each), the old version drains and stops, the new one starts and must pass its health
+     check, then the front switches to it. On failure the old version starts again and gets them.
 Without a front (`front.enabled: false`, or no published ports) start-first trials the new version
 as a *candidate* that publishes nothing, then stops the old one and starts the new one on the ports
 (a gap of one container start; none without ports, where both simply run at once).
@@ -151,7 +151,7 @@ class Services:
                         c.remove(force=True)
                 if keep is not None and keep.status != "running":
                     keep.start()
-                    problem = ctr.wait_healthy(keep, svc, self._front_of(client, svc))
+                    problem = ctr.wait_healthy(keep, svc, self._checked_from(svc, self._front_of(client, svc)))
                     if problem:
                         log.error("the recorded version is not healthy after its restart", service=svc.name,
                                   tag=keep.labels.get(ctr.TAG_LABEL), problem=problem)
@@ -268,7 +268,7 @@ class Services:
                 fr.switch(front, paused[0])
 
         try:
-            if front is None:  # the front first: the health check is made from it, on any node
+            if front is None:  # the front first: on another node the health check is made from it
                 serving = [c.name for c in old if c not in publishers and c.status == "running"]
                 for c in publishers:
                     c.stop(timeout=self.settings.stop_timeout)  # meanwhile the new front holds connections
@@ -279,7 +279,7 @@ class Services:
                 self._drain(front, old, svc)  # ... while the old version finishes its open ones
                 for c in old:
                     c.stop(timeout=self.settings.stop_timeout)
-            self._run_checked(new, svc, front)
+            self._run_checked(new, svc, self._checked_from(svc, front))
             fr.switch(front, new.name)
         except (RollFailed, fr.FrontError, docker.errors.APIError):
             undo()
@@ -307,6 +307,11 @@ class Services:
 
     def _front_of(self, client: Any, svc: ServiceSettings) -> Any | None:
         return fr.running(client, svc) if fr.fronted(svc) else None
+
+    def _checked_from(self, svc: ServiceSettings, front: Any | None) -> Any | None:
+        """Where the HTTP health check is made from: this host reaches its own engine's containers directly
+        (a request, not an exec per check); on another node only the front, inside the service network, can."""
+        return None if svc.node in self._here else front
 
     def _front_back_to(self, client: Any, svc: ServiceSettings, keep: Any) -> None:
         """After a restart: the front forwards to KEEP again, if a roll cut short had switched it away."""
@@ -434,8 +439,8 @@ class Services:
                     if c.name == want:
                         if c.status != "running":
                             return c.status
-                        healthy = ctr.check_once(c, svc, self._front_of(client, svc)) is None
-                        return "healthy" if healthy else "unhealthy"
+                        problem = ctr.check_once(c, svc, self._checked_from(svc, self._front_of(client, svc)))
+                        return "healthy" if problem is None else "unhealthy"
                 return "missing"
 
             try:

@@ -40,6 +40,7 @@ CONTROL = "/run/asci-front/control.sock"
 BACKEND = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
 RETRY = 0.05  # seconds between attempts to reach a backend that does not answer yet
 CHUNK = 65536
+Upstream = tuple[str, asyncio.StreamReader, asyncio.StreamWriter]  # backend name, its two streams
 
 
 def say(message: str, **fields: object) -> None:
@@ -73,7 +74,7 @@ class Front:
 
     # --- forwarding ---------------------------------------------------------------------
 
-    async def _connect(self, port: int) -> tuple[str, asyncio.StreamReader, asyncio.StreamWriter] | None:
+    async def _connect(self, port: int) -> Upstream | None:
         deadline = time.monotonic() + self.hold
         upstream = await self._attempt(port, deadline)
         if upstream is not None:
@@ -87,7 +88,7 @@ class Front:
         finally:
             self.held -= 1
 
-    async def _attempt(self, port: int, deadline: float) -> tuple[str, asyncio.StreamReader, asyncio.StreamWriter] | None:
+    async def _attempt(self, port: int, deadline: float) -> Upstream | None:
         backend = self.backend
         if backend is None:
             return None
