@@ -26,10 +26,11 @@ TOKEN = uuid.uuid4().hex[:8]
 IMAGE = f"asci-test/svc-front-{TOKEN}"
 
 
-def push(stack, docker_client, tag: str) -> None:
-    ref = f"{stack.registry.address}/{IMAGE}:{tag}"
+def push(stack, docker_client, tag: str, image: str = IMAGE, healthy: bool = True) -> None:
+    ref = f"{stack.registry.address}/{image}:{tag}"
+    health = " && touch /www/healthz" if healthy else ""
     dockerfile = (f"FROM {stack.config.stack.base_image.tiny_name}\n"
-                  f"RUN mkdir /www && echo {tag} > /www/version && touch /www/healthz\n"
+                  f"RUN mkdir /www && echo {tag} > /www/version{health}\n"
                   "USER nobody\n"  # a named user: secrets copied in are given to it
                   'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n')
     docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, rm=True, labels=LABELS)
@@ -288,5 +289,49 @@ def test_the_registry_check_deploys_a_service_never_deployed_only_when_asked(sta
             assert [(r["to_tag"], r["result"], r["trigger"]) for r in rolls] == [("v1.0.0", "succeeded", "registry")]
         else:
             assert rolls == []
+    finally:
+        remove_service(docker_client, name)
+
+
+def test_a_failed_stop_first_roll_restarts_the_old_version_and_switches_the_front_back(stack, docker_client,
+                                                                                       tmp_path):
+    image = f"asci-test/svc-front-bad-{TOKEN}"
+    push(stack, docker_client, "v1.0.0", image)
+    push(stack, docker_client, "v1.0.1", image, healthy=False)
+    name = f"back_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    path = configure(stack, tmp_path, name, port, replace="stop-first", repository=image,
+                     health={"http_path": "/healthz", "interval": 0.1, "timeout": 2, "wait": 2})
+    try:
+        services(path, "deploy")
+        (old,) = docker_client.containers.list(filters={"label": f"asci.service={name}"})
+        services(path, "check")
+        rolls = json.loads(services(path, "history", name, "--json").stdout)
+        assert (rolls[0]["to_tag"], rolls[0]["result"]) == ("v1.0.1", "failed")
+        assert "/healthz answered 404" in rolls[0]["reason"]
+        (left,) = docker_client.containers.list(all=True, filters={"label": f"asci.service={name}"})
+        assert left.name == old.name and left.status == "running"
+        assert front_backend(docker_client, name) == old.name
+        assert requests.get(f"http://127.0.0.1:{port}/version", timeout=5).text.strip() == "v1.0.0"
+    finally:
+        remove_service(docker_client, name)
+
+
+def test_a_version_that_published_its_ports_itself_moves_behind_a_front_at_its_next_deploy(stack, docker_client,
+                                                                                          tags, tmp_path):
+    name = f"moved_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/version"
+    try:
+        services(configure(stack, tmp_path, name, port, front=False), "deploy")
+        (direct,) = docker_client.containers.list(filters={"label": f"asci.service={name}"})
+        assert direct.attrs["HostConfig"]["PortBindings"]
+        out = services(configure(stack, tmp_path, name, port, front=True), "deploy")
+        assert out.stdout.strip() == f"{name}: v1.0.0 deployed"  # the same tag, another shape: recreated
+        (version,) = docker_client.containers.list(all=True, filters={"label": f"asci.service={name}"})
+        assert version.name != direct.name and list(version.attrs["NetworkSettings"]["Networks"]) == [
+            f"asci-svc-{name}"]
+        assert front_backend(docker_client, name) == version.name
+        assert requests.get(url, timeout=5).text.strip() == "v1.0.0"
     finally:
         remove_service(docker_client, name)
