@@ -116,7 +116,7 @@ def front_config(svc: ServiceSettings, image: str) -> str:
 
 
 def find(client: Any, svc: ServiceSettings, base_image: str) -> Any | None:
-    """The service's running front if it matches the config; a stale or stopped one is removed."""
+    """The service's front, running, if it matches the config; one that does not is removed (None)."""
     try:
         front = client.containers.get(front_name(svc))
     except docker.errors.NotFound:
@@ -129,13 +129,13 @@ def find(client: Any, svc: ServiceSettings, base_image: str) -> Any | None:
     return None
 
 
-def create(client: Any, svc: ServiceSettings, base_image: str, backend: str) -> Any:
-    """Start the service's front, forwarding to BACKEND. The host ports must be free."""
+def create(client: Any, svc: ServiceSettings, base_image: str, backend: str | None) -> Any:
+    """Start the service's front, forwarding to BACKEND (None: holding connections). The host ports must be free."""
     image = ensure_image(client, base_image)
     ensure_network(client, svc)
     name = front_name(svc)
     logging = log_config(svc.name, name)
-    ports = ",".join(str(p.container) for p in svc.ports)
+    ports = ",".join(str(port) for port in sorted({p.container for p in svc.ports}))  # one listener per port
     try:
         client.containers.get(name).remove(force=True)
     except docker.errors.NotFound:
@@ -160,8 +160,11 @@ def create(client: Any, svc: ServiceSettings, base_image: str, backend: str) -> 
 
 
 def _ask(front: Any, *words: str) -> str:
-    """One control command in the front; its answer after `ok`. The socket may need a moment at start."""
-    result = front.exec_run(["python3", "/usr/local/bin/asci-front", *words], demux=False)
+    """One control command in the front; its answer after `ok`."""
+    try:
+        result = front.exec_run(["python3", "/usr/local/bin/asci-front", *words], demux=False)
+    except docker.errors.APIError as exc:
+        raise FrontError(f"front of {front.name}: {words[0]} could not run ({exc.explanation or exc})"[:300]) from None
     answer = (result.output or b"").decode("utf-8", "replace").strip()
     if result.exit_code != 0 or not answer.startswith("ok"):
         raise FrontError(f"front of {front.name}: {' '.join(words[:1])} failed: {answer[-200:]}")
@@ -169,6 +172,7 @@ def _ask(front: Any, *words: str) -> str:
 
 
 def _ask_when_listening(front: Any, *words: str, attempts: int = 50) -> str:
+    """As _ask, retried for a few seconds: the control socket appears a moment after the front starts."""
     for attempt in range(attempts):
         try:
             return _ask(front, *words)
@@ -217,13 +221,3 @@ def running(client: Any, svc: ServiceSettings) -> Any | None:
 
 def current(front: Any) -> str | None:
     return json.loads(_ask_when_listening(front, "show"))["backend"]
-
-
-def remove(client: Any, svc: ServiceSettings) -> None:
-    """The front and the service network (both are left by a roll; this is for taking a service away)."""
-    try:
-        client.containers.get(front_name(svc)).remove(force=True)
-    except docker.errors.NotFound:
-        pass
-    for network in client.networks.list(names=[network_name(svc)]):
-        network.remove()
