@@ -1,9 +1,12 @@
-"""Shared by the services tests: taking a test service away entirely (its versions, front and network)."""
+"""Shared by the services tests: a load loop of HTTP requests, taking a test service away entirely."""
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import docker.errors
+import requests
 
 
 def remove_service(docker_client: Any, name: str) -> None:
@@ -59,3 +62,35 @@ class EngineRelay:
 
     def close(self) -> None:
         self.server.close()
+
+
+class Load(threading.Thread):
+    """GETs back to back, each on a fresh connection; every refused, reset or non-200 answer counts."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.stopping = url, False
+        self.answers: list[str] = []
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        while not self.stopping:
+            try:
+                answer = requests.get(self.url, timeout=5, headers={"Connection": "close"})
+                if answer.status_code == 200:
+                    self.answers.append(answer.text.strip())
+                else:
+                    self.failures.append(f"HTTP {answer.status_code}")
+            except requests.RequestException as exc:
+                self.failures.append(type(exc).__name__)
+
+    def wait_for(self, version: str, count: int, timeout: float = 30) -> None:
+        """Until COUNT answers of VERSION arrived (bounded poll of the loop's own results)."""
+        deadline = time.monotonic() + timeout
+        while self.answers.count(version) < count:
+            assert time.monotonic() < deadline, f"{version} answered {self.answers.count(version)} times"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.join(timeout=30)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import threading
 import time
 import uuid
 
@@ -19,7 +18,7 @@ import yaml
 
 from tests.conftest import LABELS, free_port
 from tests.integration.autobuild_support import ASCI, autobuild_config
-from tests.integration.services_support import EngineRelay, remove_service
+from tests.integration.services_support import EngineRelay, Load, remove_service
 from tests.support.waiting import wait_until
 
 TOKEN = uuid.uuid4().hex[:8]
@@ -43,38 +42,6 @@ def push(stack, docker_client, tag: str, image: str = IMAGE, healthy: bool = Tru
 def tags(stack, docker_client):
     for tag in ("v1.0.0", "v1.0.2"):
         push(stack, docker_client, tag)
-
-
-class Load(threading.Thread):
-    """GETs back to back, each on a fresh connection; every refused, reset or non-200 answer counts."""
-
-    def __init__(self, url: str):
-        super().__init__(daemon=True)
-        self.url, self.stopping = url, False
-        self.answers: list[str] = []
-        self.failures: list[str] = []
-
-    def run(self) -> None:
-        while not self.stopping:
-            try:
-                answer = requests.get(self.url, timeout=5, headers={"Connection": "close"})
-                if answer.status_code == 200:
-                    self.answers.append(answer.text.strip())
-                else:
-                    self.failures.append(f"HTTP {answer.status_code}")
-            except requests.RequestException as exc:
-                self.failures.append(type(exc).__name__)
-
-    def wait_for(self, version: str, count: int, timeout: float = 30) -> None:
-        """Until COUNT answers of VERSION arrived (bounded poll of the loop's own results)."""
-        deadline = time.monotonic() + timeout
-        while self.answers.count(version) < count:
-            assert time.monotonic() < deadline, f"{version} answered {self.answers.count(version)} times"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.stopping = True
-        self.join(timeout=30)
 
 
 def configure(stack, root, name: str, port: int, front: bool = True, replace: str = "start-first", **extra):
