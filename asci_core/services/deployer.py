@@ -1,16 +1,21 @@
 """Deploy, roll forward, roll back: the running containers of each service made to match its config.
 
-A roll (see README, Services) for `start-first`:
-  1. the new version starts as a *candidate* without published ports and must pass its health check
-     while the old container keeps serving — a failing tag never interrupts the service;
-  2. with ports published, the old container stops and the new one starts on the same host ports and
-     must pass again (a gap of one container start); without published ports both run at once and the
-     gap is zero;
-  3. the old container is removed. Any failure restores the old container and marks the tag bad.
-`stop-first` stops the old container first (services that cannot run twice) and restores it on failure.
+A service with published ports has a *front* (front.py, on by default): a long-lived container that
+owns the host ports and forwards to the serving version, which runs on the service network. A roll:
+  `start-first`: the new version starts beside the serving one and must pass its health check; the
+     front then sends new connections to it, the old version finishes its open ones (bounded by
+     `front.drain`) and stops. No connection is refused, and a failing tag never interrupts anything.
+  `stop-first` (services that cannot run twice): the front holds new connections (up to `front.hold`
+     seconds each), the old version drains and stops, the new one starts and must pass its health
+     check, then the front switches to it. On failure the old version starts again and gets them.
+Without a front (`front.enabled: false`, or no published ports) start-first trials the new version
+as a *candidate* that publishes nothing, then stops the old one and starts the new one on the ports
+(a gap of one container start; none without ports, where both simply run at once).
+Any failure keeps or restores the old version and marks the tag bad.
 
 Every roll is written as `running` before anything changes; at start (`reconcile`) a roll found
-`running` was cut short by a restart and is undone: the recorded version is the one left running.
+`running` was cut short by a restart and is undone: the recorded version is the one left running
+(and the one the front forwards to).
 """
 from __future__ import annotations
 
@@ -29,8 +34,9 @@ from asci_core.jsonlog import get_logger
 from asci_core.launcher.nodes import NodePool, default_nodes
 
 from . import containers as ctr
+from . import front as fr
 from .notify import post_failed_roll
-from .policy import allowed, next_tag
+from .policy import allowed, first_allowed, first_tag, next_tag
 from .settings import ServiceSettings
 from .store import FAILED, INTERRUPTED, ROLLED_BACK, SUCCEEDED, Roll, ServiceStore
 
@@ -72,6 +78,14 @@ class Services:
         if unknown:
             raise UsageError(f"services on nodes not in launcher.nodes: {', '.join(unknown)} "
                              f"(known: {', '.join(sorted(n.name for n in nodes))})")
+        # This host's engines: a container's bridge address is reachable and a local secrets file mountable.
+        self._here = {n.name for n in nodes if n.url.startswith("unix://")}
+        unchecked = [f"{s.name} ({s.node})" for s in self.settings.definitions
+                     if s.health.http_path is not None and s.node not in self._here and not fr.fronted(s)]
+        if unchecked:
+            raise UsageError(f"an HTTP health check on another node is made through the service's front, which "
+                             f"needs published ports (and front.enabled): {', '.join(unchecked)}; "
+                             f"or use health.command")
         self.pool = NodePool(nodes, timeout=config.launcher.engine_timeout)
         self.store = ServiceStore(self.workdir / "services.db")
         self.access = registry_access(config)
@@ -130,15 +144,19 @@ class Services:
                 serving = [c for c in found if c.labels.get(ctr.ROLE_LABEL) == "serving"
                            and current is not None and c.labels.get(ctr.TAG_LABEL) == current.tag]
                 keep = next((c for c in serving if c.name == exact), serving[0] if serving else None)
+                if keep is not None and keep.status == "running":
+                    self._front_back_to(client, svc, keep)  # before the others go: a roll may have switched it
                 for c in found:  # first remove, then start: a half-finished roll may hold the host ports
                     if c is not keep:
                         c.remove(force=True)
                 if keep is not None and keep.status != "running":
                     keep.start()
-                    problem = ctr.wait_healthy(keep, svc)
+                    problem = ctr.wait_healthy(keep, svc, self._checked_from(svc, self._front_of(client, svc)))
                     if problem:
                         log.error("the recorded version is not healthy after its restart", service=svc.name,
                                   tag=keep.labels.get(ctr.TAG_LABEL), problem=problem)
+                if keep is not None and keep.name == exact and fr.fronted(svc):
+                    self._front_to(client, svc, keep)
                 return keep is not None and keep.name == exact
 
             kept_exact = self._engine(svc, tidy)
@@ -193,6 +211,9 @@ class Services:
     def _replace(self, client: Any, svc: ServiceSettings, from_tag: str | None, to_tag: str) -> str:
         digest = self._pull(client, svc, to_tag)
         image = self.image(svc, to_tag)
+        if fr.fronted(svc):
+            self._replace_behind_front(client, svc, image, to_tag, digest)
+            return digest
         old = [c for c in self._containers(client, svc)
                if c.labels.get(ctr.ROLE_LABEL) == "serving" and c.name != ctr.container_name(svc, to_tag)]
         if svc.replace == "start-first":
@@ -203,7 +224,8 @@ class Services:
                     c.remove(force=True)
                 return digest
         # Created before the old one stops (creating binds no port): the gap is only stop + start.
-        new = ctr.create(client, svc, image, to_tag, digest, self.workdir, candidate=False)
+        new = ctr.create(client, svc, image, to_tag, digest, self.workdir, candidate=False,
+                         copy_secrets=self._copy_secrets(svc))
         for c in old:
             c.stop(timeout=self.settings.stop_timeout)
         try:
@@ -216,9 +238,104 @@ class Services:
             c.remove(force=True)
         return digest
 
+    # --- behind a front -------------------------------------------------------------------
+
+    @property
+    def _base_image(self) -> str:
+        return self.config.stack.base_image.name
+
+    def _replace_behind_front(self, client: Any, svc: ServiceSettings, image: str, tag: str, digest: str) -> None:
+        fr.ensure_image(client, self._base_image)  # built before anything stops: a first build takes ~30 s
+        fr.ensure_network(client, svc)
+        new = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=False,
+                         network=fr.network_name(svc), copy_secrets=self._copy_secrets(svc))
+        old = [c for c in self._containers(client, svc) if c.name != new.name]
+        network = fr.network_name(svc)
+        # Versions from before the front publish the ports themselves: they stop for the front to bind them.
+        publishers = [c for c in old if network not in (c.attrs["NetworkSettings"].get("Networks") or {})]
+        front = fr.find(client, svc, self._base_image)
+        created: list[Any] = []
+        paused: list[str | None] = []  # the backend before a stop-first pause, to switch back to on failure
+
+        def undo() -> None:
+            with contextlib.suppress(docker.errors.NotFound):
+                new.remove(force=True)
+            if created and publishers:
+                created[0].remove(force=True)  # gives the ports back to the versions from before the front
+            for c in old:
+                c.start()
+            if paused and not (created and publishers):
+                fr.switch(front, paused[0])
+
+        try:
+            if front is None:  # the front first: on another node the health check is made from it
+                serving = [c.name for c in old if c not in publishers and c.status == "running"]
+                for c in publishers:
+                    c.stop(timeout=self.settings.stop_timeout)  # meanwhile the new front holds connections
+                front = fr.create(client, svc, self._base_image, serving[0] if serving else None)
+                created.append(front)
+            if svc.replace == "stop-first":
+                paused.append(fr.switch(front, None))  # new connections wait in the front ...
+                self._drain(front, old, svc)  # ... while the old version finishes its open ones
+                for c in old:
+                    c.stop(timeout=self.settings.stop_timeout)
+            self._run_checked(new, svc, self._checked_from(svc, front))
+            fr.switch(front, new.name)
+        except (RollFailed, fr.FrontError, docker.errors.APIError):
+            undo()
+            raise
+        if svc.replace == "start-first":
+            self._drain(front, old, svc)
+        for c in old:
+            c.stop(timeout=self.settings.stop_timeout)
+            c.remove(force=True)
+
+    def _drain(self, front: Any, old: list[Any], svc: ServiceSettings) -> None:
+        """Each old version finishes the connections the front opened to it (bounded by front.drain)."""
+        for c in old:
+            try:
+                left = fr.drain(front, c.name, svc.front.drain)
+            except fr.FrontError as exc:
+                log.warning("could not drain the retired version", service=svc.name, error=exc.one_line())
+                continue
+            if left:
+                log.warning("retired version still had open connections", service=svc.name,
+                            container=c.name, open=left, drain_s=svc.front.drain)
+
+    def _copy_secrets(self, svc: ServiceSettings) -> bool:
+        return svc.node not in self._here
+
+    def _front_of(self, client: Any, svc: ServiceSettings) -> Any | None:
+        return fr.running(client, svc) if fr.fronted(svc) else None
+
+    def _checked_from(self, svc: ServiceSettings, front: Any | None) -> Any | None:
+        """Where the HTTP health check is made from: this host reaches its own engine's containers directly
+        (a request, not an exec per check); on another node only the front, inside the service network, can."""
+        return None if svc.node in self._here else front
+
+    def _front_back_to(self, client: Any, svc: ServiceSettings, keep: Any) -> None:
+        """After a restart: the front forwards to KEEP again, if a roll cut short had switched it away."""
+        if not fr.fronted(svc):
+            return
+        front = fr.find(client, svc, self._base_image)
+        if front is not None and fr.current(front) != keep.name:
+            fr.switch(front, keep.name)
+            log.warning("front switched back to the recorded version", service=svc.name, backend=keep.name)
+
+    def _front_to(self, client: Any, svc: ServiceSettings, keep: Any) -> None:
+        """The front exists, runs, and forwards to KEEP (a running version on the service network)."""
+        front = fr.find(client, svc, self._base_image)
+        if front is None:
+            fr.create(client, svc, self._base_image, keep.name)
+        elif fr.current(front) != keep.name:
+            fr.switch(front, keep.name)
+
+    # --- without a front --------------------------------------------------------------
+
     def _trial(self, client: Any, svc: ServiceSettings, image: str, tag: str, digest: str) -> None:
         """The new version proves healthy beside the serving one, publishing nothing."""
-        candidate = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=True)
+        candidate = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=True,
+                               copy_secrets=self._copy_secrets(svc))
         try:
             candidate.start()
             problem = ctr.wait_healthy(candidate, svc)
@@ -228,13 +345,14 @@ class Services:
             raise RollFailed(problem)
 
     def _start(self, client: Any, svc: ServiceSettings, image: str, tag: str, digest: str) -> Any:
-        new = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=False)
+        new = ctr.create(client, svc, image, tag, digest, self.workdir, candidate=False,
+                         copy_secrets=self._copy_secrets(svc))
         return self._run_checked(new, svc)
 
-    def _run_checked(self, new: Any, svc: ServiceSettings) -> Any:
+    def _run_checked(self, new: Any, svc: ServiceSettings, front: Any | None = None) -> Any:
         try:
             new.start()
-            problem = ctr.wait_healthy(new, svc)
+            problem = ctr.wait_healthy(new, svc, front)
         except docker.errors.APIError as exc:
             problem = f"cannot start: {exc.explanation or exc}"[:300]
         if problem:
@@ -245,13 +363,19 @@ class Services:
     # --- rolling forward ---------------------------------------------------------------
 
     def offer(self, svc: ServiceSettings, tag: str, trigger: str) -> str | None:
-        """Roll SVC to TAG when its policy takes it: newer, in range, not marked bad. Returns the digest."""
+        """Roll SVC to TAG when its policy takes it: newer, in range, not marked bad. Returns the digest.
+        A service never deployed takes it only with `deploy_when_built`."""
         with self._lock(svc.name):
             current = self.store.current(svc.name)
-            if current is None or tag in self.store.bad_tags(svc.name) or not allowed(svc.follow, current.tag, tag):
+            if tag in self.store.bad_tags(svc.name):
+                return None
+            if current is None:
+                if not (svc.deploy_when_built and first_allowed(svc.follow, svc.tag, tag)):
+                    return None
+            elif not allowed(svc.follow, current.tag, tag):
                 return None
             try:
-                return self._roll_locked(svc, current.tag, tag, trigger)
+                return self._roll_locked(svc, current.tag if current else None, tag, trigger)
             except RollFailed:
                 return None
 
@@ -268,14 +392,18 @@ class Services:
         client = RegistryClient(self.access)
         for svc in self.settings.definitions:
             current = self.store.current(svc.name)
-            if svc.follow == "pinned" or current is None:
+            if (svc.follow == "pinned" and current is not None) or (current is None and not svc.deploy_when_built):
                 continue
             try:
                 tags = client.tags(svc.repository)
             except AsciError as exc:
                 log.warning("registry check failed", service=svc.name, error=str(exc)[:200])
                 continue
-            tag = next_tag(svc.follow, current.tag, tags, self.store.bad_tags(svc.name))
+            bad = self.store.bad_tags(svc.name)
+            if current is None:
+                tag = first_tag(svc.follow, svc.tag, tags, bad)
+            else:
+                tag = next_tag(svc.follow, current.tag, tags, bad)
             if tag is not None:
                 self.offer(svc, tag, trigger="registry")
 
@@ -311,7 +439,8 @@ class Services:
                     if c.name == want:
                         if c.status != "running":
                             return c.status
-                        return "healthy" if ctr.check_once(c, svc) is None else "unhealthy"
+                        problem = ctr.check_once(c, svc, self._checked_from(svc, self._front_of(client, svc)))
+                        return "healthy" if problem is None else "unhealthy"
                 return "missing"
 
             try:

@@ -24,3 +24,15 @@ def next_tag(follow: str, current: str, tags: Iterable[str], bad: set[str]) -> s
     """The highest tag CURRENT may roll forward to, or None."""
     choices = [(parse_version(t).key(), t) for t in tags if t not in bad and allowed(follow, current, t)]
     return max(choices)[1] if choices else None
+
+
+def first_allowed(follow: str, configured: str, candidate: str) -> bool:
+    """A service never deployed may start at CANDIDATE: its configured tag, or one its policy takes from there."""
+    return candidate == configured or allowed(follow, configured, candidate)
+
+
+def first_tag(follow: str, configured: str, tags: Iterable[str], bad: set[str]) -> str | None:
+    """The tag a service never deployed starts at, among TAGS in the registry, or None."""
+    tags = list(tags)
+    newest = next_tag(follow, configured, tags, bad)
+    return newest or (configured if configured in tags and configured not in bad else None)

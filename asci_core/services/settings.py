@@ -54,6 +54,18 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
+class FrontSettings:
+    enabled: bool = setting(True, help="published ports belong to a long-lived front container that forwards TCP "
+                                       "to the serving version, so a roll refuses no connection; false: the "
+                                       "version publishes them itself (a gap at each roll, but the service "
+                                       "sees clients' own addresses)")
+    hold: float = setting(10.0, help="seconds the front holds a new connection while no version answers "
+                                     "(a stop-first roll, a restart)", check="positive")
+    drain: float = setting(30.0, help="seconds a retired version gets to finish the connections the front "
+                                      "opened to it before it is stopped", check=("range", 0, 3600))
+
+
+@dataclass(frozen=True)
 class ServiceSettings:
     name: str = setting(help="service name: container names and the asci.component label, e.g. webhooks")
     repository: str = setting(help="image repository in the facility registry, e.g. asci/platform")
@@ -72,6 +84,11 @@ class ServiceSettings:
                                     "when it ignores signals as PID 1, so a retired container stops at once")
     node: str = setting("local", help="node from launcher.nodes that runs it (default: the local engine)")
     health: HealthSettings = setting(default_factory=HealthSettings, help="how a new container proves it works")
+    front: FrontSettings = setting(default_factory=FrontSettings,
+                                   help="the front that owns the published ports (see README, Services)")
+    deploy_when_built: bool = setting(
+        False, help="a service never deployed is deployed by the first build (or registry check) of a tag its "
+                    "policy takes; otherwise its first deploy is `asci services deploy` or the start of `asci serve`")
     replace: Literal["start-first", "stop-first"] = setting(
         "start-first", help="start-first: the new container proves healthy before the old one stops; "
                             "stop-first: for services that cannot run twice")

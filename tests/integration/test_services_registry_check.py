@@ -13,6 +13,7 @@ import yaml
 
 from tests.conftest import LABELS, free_port
 from tests.integration.autobuild_support import ASCI, Serve, autobuild_config
+from tests.integration.services_support import remove_service
 
 TOKEN = uuid.uuid4().hex[:8]
 IMAGE = f"asci-test/svc-check-{TOKEN}"
@@ -46,8 +47,7 @@ def serve(stack, tmp_path, docker_client):
     server = Serve(path, port, tmp_path / "serve.log").start()
     yield path
     server.stop()
-    for c in docker_client.containers.list(all=True, filters={"label": f"asci.service={NAME}"}):
-        c.remove(force=True)
+    remove_service(docker_client, NAME)
 
 
 def test_the_periodic_check_rolls_to_a_tag_pushed_by_others(serve, stack, docker_client):

@@ -17,6 +17,7 @@ import yaml
 
 from tests.conftest import LABELS, free_port
 from tests.integration.autobuild_support import ASCI, GitRemote, Serve, SlackReceiver, autobuild_config, deliver, server_payload
+from tests.integration.services_support import Load, remove_service
 
 TOKEN = uuid.uuid4().hex[:8]
 REPO = f"TB/svc-{TOKEN}"
@@ -61,9 +62,8 @@ def env(stack, tmp_path_factory, docker_client):
     yield state
     state["serve"].stop()
     slack.close()
-    for c in docker_client.containers.list(all=True, filters={"label": "asci.service"}):
-        if c.labels["asci.service"] in (WEB, PINNED):
-            c.remove(force=True)
+    for name in (WEB, PINNED):
+        remove_service(docker_client, name)
 
 
 def asci(env, *args: str) -> subprocess.CompletedProcess:
@@ -168,22 +168,36 @@ def test_an_unhealthy_tag_keeps_the_old_version_and_tells_slack_once(env, stack,
 
 
 def test_sigkill_of_serve_during_a_roll_leaves_exactly_one_healthy_version(env, stack, docker_client):
-    env["tree"].commit({"Dockerfile": dockerfile(stack, "v1.1.0", healthy_after=6)}, "slow release")
-    commit = env["tree"].tag("v1.1.0")
-    deliver(env["serve"].url, server_payload(REPO, "v1.1.0", commit))
-    deadline = time.monotonic() + 120
-    while not any(c.labels.get("asci.service-role") == "candidate" for c in service_containers(docker_client, WEB)):
-        assert time.monotonic() < deadline, "the roll to v1.1.0 never started"
-        time.sleep(0.2)
-    env["serve"].kill()
-    assert [r["result"] for r in history(env, WEB) if r["to_tag"] == "v1.1.0"] == ["running"]
+    # The front outlives asci serve: the version it forwards to keeps answering through kill and restart.
+    front = docker_client.containers.get(f"asci-front-{WEB}")
+    load = Load(f"{env['web']}/version")
+    load.start()
+    try:
+        env["tree"].commit({"Dockerfile": dockerfile(stack, "v1.1.0", healthy_after=6)}, "slow release")
+        commit = env["tree"].tag("v1.1.0")
+        deliver(env["serve"].url, server_payload(REPO, "v1.1.0", commit))
+        deadline = time.monotonic() + 120
+        # The new version is waiting for its health check (behind the front, a version of its own from the start).
+        while not any(c.labels.get("asci.service-tag") == "v1.1.0"
+                      for c in service_containers(docker_client, WEB)):
+            assert time.monotonic() < deadline, "the roll to v1.1.0 never started"
+            time.sleep(0.2)
+        env["serve"].kill()
+        assert [r["result"] for r in history(env, WEB) if r["to_tag"] == "v1.1.0"] == ["running"]
 
-    env["serve"] = Serve(env["config"], env["serve"].port, env["root"] / "serve2.log").start()
-    roll = wait_roll(env, WEB, "v1.1.0")
-    assert roll["result"] == "interrupted"  # recorded once undone
-    (left,) = service_containers(docker_client, WEB)
-    assert left.status == "running" and left.labels["asci.service-tag"] == "v1.0.1"
-    assert serving(env["web"]) == "v1.0.1"
+        env["serve"] = Serve(env["config"], env["serve"].port, env["root"] / "serve2.log").start()
+        roll = wait_roll(env, WEB, "v1.1.0")
+        assert roll["result"] == "interrupted"  # recorded once undone
+        (left,) = service_containers(docker_client, WEB)
+        assert left.status == "running" and left.labels["asci.service-tag"] == "v1.0.1"
+        assert serving(env["web"]) == "v1.0.1"
+        load.wait_for("v1.0.1", len(load.answers) + 5)
+    finally:
+        load.stop()
+    assert load.failures == [] and set(load.answers) == {"v1.0.1"}
+    front.reload()
+    assert front.status == "running" and front.attrs["RestartCount"] == 0
+    assert docker_client.containers.get(f"asci-front-{WEB}").id == front.id
 
 
 def test_a_tag_pushed_by_others_is_found_by_the_registry_check(env, stack, docker_client):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from asci_core.config import ConfigError, parse_config
-from asci_core.services.policy import allowed, next_tag
+from asci_core.services.policy import allowed, first_allowed, first_tag, next_tag
 
 TAGS = ["v1.0.0", "v1.0.1", "v1.0.2", "v1.1.0", "v1.2.0-rc.1", "v2.0.0", "latest", "main-3f2a1c"]
 
@@ -21,6 +21,16 @@ def test_bad_tags_are_never_taken_and_nothing_rolls_backwards():
     assert not allowed("major", "v2.0.0", "v1.9.9")
     assert not allowed("minor", "v1.0.0", "v1.2.0-rc.1")
     assert not allowed("minor", "v1.0.0", "v2.0.0")
+
+
+def test_a_service_never_deployed_starts_at_its_configured_tag_or_newer_within_its_policy():
+    assert first_allowed("pinned", "v1.0.1", "v1.0.1") and not first_allowed("pinned", "v1.0.1", "v1.0.2")
+    assert first_allowed("minor", "v1.0.1", "v1.1.0") and not first_allowed("minor", "v1.0.1", "v1.0.0")
+    assert not first_allowed("minor", "v1.0.1", "v2.0.0")
+    assert first_tag("pinned", "v1.0.1", TAGS, bad=set()) == "v1.0.1"
+    assert first_tag("pinned", "v9.0.0", TAGS, bad=set()) is None
+    assert first_tag("patch", "v1.0.1", TAGS, bad={"v1.0.2"}) == "v1.0.1"
+    assert first_tag("minor", "v1.0.1", TAGS, bad=set()) == "v1.1.0"
 
 
 def _services(body: str):
