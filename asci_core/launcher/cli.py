@@ -163,10 +163,18 @@ def _node_row(n: dict[str, Any]) -> tuple[str, ...]:
             f"{format_size(n['reserved_memory'])}/{format_size(n['memory'])}", f"{n['reserved_gpus']}/{n['gpus']}",
             f"{n['measured_cpus']:.2f}" if measured else "-",
             format_size(n["measured_memory"]) if measured else "-",
-            str(n["sessions"]), ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "-")
+            str(n["sessions"]), ",".join(n.get("backends") or ()) or "-", _render_free(n),
+            ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "-")
 
 
-NODE_HEADER = ("NODE", "STATE", "CPUS", "MEMORY", "GPUS", "CPU-USED", "MEM-USED", "SESSIONS", "LABELS")
+def _render_free(n: dict[str, Any]) -> str:
+    """Render devices a shared egl session could still be given, of all the node has; "-" for none."""
+    total = n.get("render_devices") or 0
+    return f"{n.get('render_devices_free') or 0}/{total}" if total else "-"
+
+
+NODE_HEADER = ("NODE", "STATE", "CPUS", "MEMORY", "GPUS", "CPU-USED", "MEM-USED", "SESSIONS", "GL", "RENDER-FREE",
+               "LABELS")
 
 
 def cmd_nodes_list(args: argparse.Namespace) -> int:

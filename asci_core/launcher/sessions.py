@@ -29,7 +29,7 @@ from .inventory import (HOLDING_STATES, SESSION_LABEL, Capacity, Reservation, fr
                         list_session_containers, node_loads, render_device_for, reservation_from_container)
 from .mount_templates import MountTemplateError
 from .nodes import NodeDown, NodePool, default_nodes
-from . import opengl
+from . import node_files, opengl
 from .pull_account import pull
 from .placement import Demand, NodeLoad, NoNodeFits, Ratios, backend_for, place
 from .session_spec import (container_name, create_kwargs, ensure_session_network, first_password_file,
@@ -194,7 +194,7 @@ class Launcher:
         try:
             image = resolve(env.image, self.registry, self.settings.engine_timeout)
             kwargs = create_kwargs(env, who, reservation, mounts, self.settings.session_network, self.scope, image)
-            kwargs = self._with_gl(kwargs, record, who)
+            kwargs, on_node = self._with_gl(kwargs, record, who, env.account)
             kwargs.update(publish_kwargs(self.pool.nodes[record.node].settings))
         except StartFailed as exc:
             self.store.update(record.id, state=STOPPED, reason=str(exc))
@@ -207,20 +207,23 @@ class Launcher:
         def run(client: Any) -> str:
             ensure_session_network(client, self.settings.session_network)
             pull(client, image, self.registry)
-            container = client.containers.create(**kwargs)
+            args = on_node.before_create(client, kwargs, env.account) if on_node is not None else kwargs
+            container = client.containers.create(**args)
             try:
+                if on_node is not None:
+                    on_node.before_start(client, container, image)
                 if first is None:
                     container.start()
                 else:
                     start_with_first_password(client, container, first, self.pool.timeout_for(record.node))
-            except (docker.errors.APIError, OSError):
+            except (docker.errors.APIError, OSError, opengl.GlUnavailable):
                 container.remove(force=True)
                 raise
             return container.id
 
         try:
             container_id = self.pool.call(record.node, run)
-        except (NodeDown, docker.errors.APIError, LauncherError) as exc:
+        except (NodeDown, docker.errors.APIError, LauncherError, opengl.GlUnavailable) as exc:
             reason = start_failure(exc)
             self.store.update(record.id, state=STOPPED, reason=reason)
             self._end_gl(record.id)
@@ -379,6 +382,7 @@ class Launcher:
                         report.lost.append(record.id)
                         log.warning("session lost", session=record.id, user=record.user, node=node, reason=exc.reason)
                 continue
+            self._sweep_readers(node)
             seen: set[str] = set()
             for summary in containers:
                 self._reconcile_container(node, summary, report, seen)
@@ -552,17 +556,29 @@ class Launcher:
 
     # --- OpenGL back ends ------------------------------------------------
 
-    def _with_gl(self, kwargs: dict[str, Any], record: SessionRecord, who: Researcher) -> dict[str, Any]:
-        """KWARGS with the session's OpenGL back end on its own node: nothing when it has none."""
+    def _with_gl(self, kwargs: dict[str, Any], record: SessionRecord, who: Researcher,
+                 account: str) -> tuple[dict[str, Any], opengl.NodeSteps | None]:
+        """KWARGS with the session's OpenGL back end on its own node (nothing when it has none), and
+        what is left to do with the node's engine at hand (a remote node's cookie or devices)."""
         choice = self._gl.get(record.id)
         if choice is None:
-            return kwargs
+            return kwargs, None
         node = self.pool.nodes[record.node].settings
         try:
             access = opengl.grant(choice, node, record.id, who.uid, who.gid, self.gl_state)
+            return opengl.apply(kwargs, access, account), access.on_node
         except opengl.GlUnavailable as exc:
             raise StartFailed(str(exc)) from None
-        return opengl.apply(kwargs, access)
+
+    def _sweep_readers(self, node: str) -> None:
+        """Node-file readers (opengl on remote nodes) a launcher left behind by stopping mid-read."""
+        try:
+            removed = self.pool.call(node, node_files.sweep_readers)
+        except (NodeDown, docker.errors.APIError) as exc:
+            log.warning("node file readers not swept", node=node, reason=str(exc))
+            return
+        if removed:
+            log.info("node file readers removed", node=node, count=removed)
 
     def _sessions_holding_cookies(self) -> set[str]:
         with self._admission:

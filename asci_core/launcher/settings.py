@@ -145,8 +145,9 @@ class NodeSettings:
                    "enabled, egl when /dev/dri has render nodes; elsewhere none)")
     three_dx_display: str | None = setting(None, help="glx: the node's 3DX display, e.g. :0, or its socket "
                                                       "/tmp/.X11-unix/X0")
-    three_dx_cookie: Path | None = setting(None, help="glx: the 3DX's xauth file as the launcher reads it; "
-                                                      "each session gets its own copy")
+    three_dx_cookie: Path | None = setting(None, help="glx: the 3DX's xauth file on the node (read by the launcher on "
+                                                      "a unix:// node, through the node's engine on a tcp:// one); "
+                                                      "each session gets its own copy of the cookie")
     render_devices: list[str] | None = setting(
         None, help="egl: devices a session may be given, e.g. [/dev/dri/renderD128, /dev/nvidia0, /dev/nvidiactl] "
                    "(default on the local node: /dev/dri/renderD*)")

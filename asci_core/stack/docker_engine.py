@@ -22,7 +22,12 @@ def docker_client(address: str | os.PathLike[str], timeout: float = 120, version
     """
     text = os.fspath(address)
     url = text if "://" in text else f"unix://{text}"
-    return docker.DockerClient(base_url=url, timeout=timeout, version=version, tls=tls)
+    client = docker.DockerClient(base_url=url, timeout=timeout, version=version, tls=tls)
+    if tls:
+        # requests would otherwise verify against REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE when set, in place
+        # of the engine's own CA, and send engine traffic through an environment proxy.
+        client.api.trust_env = False
+    return client
 
 
 @contextlib.contextmanager

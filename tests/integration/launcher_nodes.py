@@ -42,11 +42,18 @@ PROXY_ADDRESS = "10.231.0.1"
 CLONE_NEWNET = 0x40000000
 SUBSYSTEMS = Path("/sys/fs/cgroup")
 ENGINE_START_TIMEOUT = 30.0
-# The node's dockerd replaces the shell, so the process started here *is* the engine.
+# The node's dockerd replaces the shell, so the process started here *is* the engine. A TCP
+# listener made on this machine's loopback is handed over by socket activation (fd:// is fd 3,
+# LISTEN_PID the engine's own pid): the launcher reaches the node over TCP without any route into
+# its namespace.
 START_ENGINE = """
 hostname "$1"
 mount --bind "$2" /etc/docker
 shift 2
+if [ -n "${ASCI_TEST_LISTEN_FD:-}" ]; then
+    export LISTEN_PID=$$ LISTEN_FDS=1
+    exec dockerd "$@" 3<&"$ASCI_TEST_LISTEN_FD"
+fi
 exec dockerd "$@"
 """
 
@@ -65,6 +72,11 @@ class EngineNode:
     cgroup_parent: str
     process: subprocess.Popen | None = None
     stopped: bool = field(default=False)
+    listener: socket.socket | None = None  # the engine's TCP listener on this machine's loopback (tls)
+
+    @property
+    def tcp_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.listener.getsockname()[1]}"
 
     @property
     def url(self) -> str:
@@ -88,13 +100,17 @@ class EngineNode:
 class NodeCluster:
     """N real engines in namespaces. Use as a context manager: it always tears down what it started."""
 
-    def __init__(self, count: int, label: str, live_restore: bool = False, swarm_pulls: bool = False):
+    def __init__(self, count: int, label: str, live_restore: bool = False, swarm_pulls: bool = False,
+                 tls: "EngineTls | None" = None):
         """LIVE_RESTORE: containers outlive their engine (what a facility sets on session nodes;
         Swarm mode refuses it). SWARM_PULLS: Swarm tasks pull their image as in production;
         without it they use the node's own copy (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE), since a
-        pull of an image from no reachable registry first waits out a DNS timeout (~20 s)."""
+        pull of an image from no reachable registry first waits out a DNS timeout (~20 s).
+        TLS: each engine also answers over TCP on this machine's loopback (EngineNode.tcp_url),
+        verifying clients against TLS's CA, as a remote node does."""
         self.live_restore = live_restore
         self.swarm_pulls = swarm_pulls
+        self.tls = tls
         token = uuid.uuid4().hex[:6]
         self.token = token
         self.base = ROOT / f"{label}-{token}"
@@ -167,14 +183,27 @@ class NodeCluster:
         ]
         if self.live_restore:
             args.append("--live-restore")
-        env = {k: v for k, v in os.environ.items() if k != "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE"}
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "ASCI_TEST_LISTEN_FD")}
         if not self.swarm_pulls:
             env["DOCKER_SERVICE_PREFER_OFFLINE_IMAGE"] = "1"
+        passed: tuple[int, ...] = ()
+        if self.tls is not None:
+            if node.listener is None:
+                node.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                node.listener.bind(("127.0.0.1", 0))
+                node.listener.listen(64)
+            args += ["-H", "fd://", "--tlsverify", "--tlscacert", str(self.tls.ca_cert),
+                     "--tlscert", str(self.tls.server_cert), "--tlskey", str(self.tls.server_key)]
+            env["ASCI_TEST_LISTEN_FD"] = str(node.listener.fileno())
+            passed = (node.listener.fileno(),)
         with open(node.base / "dockerd.log", "ab") as log:
             node.process = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{node.netns}", "unshare", "--mount", "--uts", "--propagation", "slave",
-                 "sh", "-c", START_ENGINE, "sh", node.name, str(node.base / "etc-docker"), *args],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                 # bash: dash takes no file descriptor above 9 in a redirection
+                 "bash", "-c", START_ENGINE, "bash", node.name, str(node.base / "etc-docker"), *args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                pass_fds=passed)
 
     def wait_answering(self, node: EngineNode, timeout: float = ENGINE_START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -309,6 +338,8 @@ class NodeCluster:
         for node in self.nodes:
             node.socket.unlink(missing_ok=True)
             _remove_cgroups(node.cgroup_parent)
+            if node.listener is not None:
+                node.listener.close()
         _remove_tree(self.base)
         self.timings["teardown"] = time.monotonic() - began
 
@@ -462,3 +493,58 @@ def _remove_tree(path: Path) -> None:
     # An engine that died may leave mounts behind only in its own (now gone) mount namespace;
     # on the host its data directory is plain files.
     shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class EngineTls:
+    """A CA, an engine certificate for 127.0.0.1 and a client certificate, all signed by that CA."""
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    @classmethod
+    def make(cls, folder: Path) -> "EngineTls":
+        import datetime as _dt
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        folder.mkdir(parents=True, exist_ok=True)
+        now = _dt.datetime.now(_dt.timezone.utc)
+
+        def issue(subject: str, key, issuer: x509.Name, issuer_key, *extensions) -> x509.Certificate:
+            builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                                                             subject)]))
+                       .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                       .not_valid_before(now - _dt.timedelta(hours=1)).not_valid_after(now + _dt.timedelta(days=2)))
+            for extension, critical in extensions:
+                builder = builder.add_extension(extension, critical=critical)
+            return builder.sign(issuer_key, hashes.SHA256())
+
+        def write(name: str, cert: x509.Certificate, key) -> tuple[Path, Path]:
+            cert_path, key_path = folder / f"{name}.pem", folder / f"{name}-key.pem"
+            cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+            key_path.chmod(0o600)
+            return cert_path, key_path
+
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "asci test engine CA")])
+        ca = issue("asci test engine CA", ca_key, ca_name, ca_key,
+                   (x509.BasicConstraints(ca=True, path_length=0), True))
+        server_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        server = issue("127.0.0.1", server_key, ca_name, ca_key,
+                       (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False),
+                       (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False))
+        client = issue("asci launcher", client_key, ca_name, ca_key,
+                       (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False))
+        ca_path, _ = write("ca", ca, ca_key)
+        server_paths, client_paths = write("server", server, server_key), write("client", client, client_key)
+        return cls(ca_path, *server_paths, *client_paths)

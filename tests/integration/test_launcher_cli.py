@@ -91,6 +91,8 @@ def test_nodes_and_environments(served, config_path):
     assert [(n["name"], n["cpus"], n["memory"]) for n in nodes] == [("local", 2.0, 4 * 1024 ** 3)]
     table = asci(config_path, "nodes", "show", "local").stdout.splitlines()
     assert table[0].split()[:3] == ["NODE", "STATE", "CPUS"] and table[1].split()[:3] == ["local", "up", "0/2"]
+    header = asci(config_path, "nodes", "list").stdout.splitlines()[0].split()
+    assert header[8:10] == ["GL", "RENDER-FREE"]
     everything = json.loads(asci(config_path, "environments", "list", "--json").stdout)
     assert [e["name"] for e in everything] == ["tiny", "huge", "fat", "gpu"]
     assert json.loads(asci(config_path, "environments", "list", "--user", "carol", "--json").stdout) == []

@@ -171,10 +171,10 @@ def test_gl_mistakes_are_one_line_naming_the_key(env_extra, node_extra, backend,
     assert key in message and words in message, message
 
 
-def test_glx_needs_the_engine_on_the_launchers_host():
-    message = config_error(launcher_yaml("", 'gl_backends: [glx], three_dx_display: ":0", three_dx_cookie: /x')
-                           .replace("unix:///run/docker.sock", "tcp://127.0.0.1:2375"))
-    assert "launcher.nodes[0].gl_backends" in message and "launcher's host" in message
+def test_glx_is_accepted_on_a_remote_node():
+    remote = (launcher_yaml("", 'gl_backends: [glx], three_dx_display: ":0", three_dx_cookie: /etc/3dx.xauth')
+              .replace("unix:///run/docker.sock", "tcp://127.0.0.1:2375"))
+    assert parse_config(remote).launcher.nodes[0].gl_backends == ["glx"]
 
 
 def test_the_local_node_takes_the_dev_3dx_and_dri_render_nodes(tmp_path: Path):
@@ -303,3 +303,63 @@ def test_from_config_gives_the_local_node_the_development_3dx(tmp_path: Path):
         assert launcher.gl_state == tmp_path / "launcher"
     finally:
         launcher.close()
+
+
+# --- remote nodes ---------------------------------------------------------------
+
+
+REMOTE = NodeSettings(name="far", url="tcp://10.0.0.9:2376", gl_backends=["glx", "egl"], three_dx_display=":0",
+                      three_dx_cookie=Path("/etc/3dx.xauth"), render_devices=["/dev/dri/renderD128"])
+
+
+def test_a_glx_session_on_a_remote_node_mounts_the_socket_alone_and_writes_nothing_here(tmp_path: Path):
+    access = opengl.grant(opengl.GlChoice("glx"), REMOTE, "0123456789abcdef", 5001, 5002, tmp_path)
+    kwargs = kwargs_for(EnvironmentSettings(name="gl", image="x", opengl="glx"), access)
+    assert [(m["Source"], m["Target"], m["ReadOnly"]) for m in kwargs["mounts"]] == [
+        ("/tmp/.X11-unix/X0", "/tmp/.X11-unix/X0", True)]
+    assert kwargs["environment"]["XAUTHORITY"] == SESSION_COOKIE_TARGET
+    assert kwargs["environment"]["ASCI_VGL_DISPLAY"] == ":0"
+    assert access.on_node == opengl.NodeSteps("far", cookie="/etc/3dx.xauth", display=0, uid=5001, gid=5002)
+    assert not any(tmp_path.rglob("*"))  # no cookie copy on the launcher's host
+
+
+def test_the_cookie_archive_holds_one_private_copy_owned_by_the_session_user():
+    import io
+    import tarfile
+
+    archive = opengl.cookie_archive(7, b"K" * 16, 5001, 5002)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        folder, target = SESSION_COOKIE_TARGET.lstrip("/").rsplit("/", 1)
+        assert sorted(members) == [folder, f"{folder}/{target}"]
+        for member, mode in ((members[folder], 0o700), (members[f"{folder}/{target}"], 0o600)):
+            assert (member.uid, member.gid, member.mode) == (5001, 5002, mode)
+        data = tar.extractfile(members[f"{folder}/{target}"]).read()
+    assert xauth.decode(data) == [xauth.wild_entry(7, b"K" * 16)]
+
+
+def test_device_groups_only_for_devices_closed_to_others():
+    owners = [(44, 0o660), (109, 0o666), None, (110, 0o604), (44, 0o660)]
+    assert opengl.device_groups(owners) == [("gpu44", 44), ("gpu110", 110)]
+
+
+def test_device_groups_join_the_directorys_groups_for_image_desktops():
+    image = opengl.with_groups({"environment": {"ASCI_GROUPS": "i03:7003"}}, [("gpu4109", 4109), ("i03", 7003)],
+                               "image")
+    assert image["environment"]["ASCI_GROUPS"] == "i03:7003,gpu4109:4109"
+    assert image["group_add"] == ["4109", "7003"]
+    assert opengl.with_groups({"environment": {}}, [("gpu4109", 4109)], "image")["environment"] == {
+        "ASCI_GROUPS": "gpu4109:4109"}
+    engine = opengl.with_groups({"group_add": ["6001"], "environment": {}}, [("gpu109", 109)], "engine")
+    assert engine == {"group_add": ["109", "6001"], "environment": {}}
+    assert opengl.with_groups({"environment": {}}, [], "image") == {"environment": {}}
+    # A system group (render is often 100-199) is refused for image desktops before anything starts.
+    with pytest.raises(opengl.GlUnavailable, match="gid 109.*account: image"):
+        opengl.with_groups({"environment": {}}, [("gpu109", 109)], "image")
+    assert opengl.with_groups({"environment": {}}, [("gpu109", 109)], "engine")["group_add"] == ["109"]
+
+
+def test_an_egl_session_on_a_remote_node_learns_its_devices_owner_on_the_node(tmp_path: Path):
+    access = opengl.grant(opengl.GlChoice("egl", ("/dev/dri/renderD128",)), REMOTE, "s", 5001, 5001, tmp_path)
+    assert access.groups == [] and access.on_node == opengl.NodeSteps("far", devices=("/dev/dri/renderD128",))
+    assert access.devices == ["/dev/dri/renderD128:/dev/dri/renderD128:rwm"]
