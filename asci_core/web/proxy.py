@@ -21,6 +21,7 @@ from asci_core.launcher.errors import LauncherError
 from asci_core.launcher.store import READY
 
 from .app import SESSION_ID, client_address, current_login, origin_ok, state_of
+from .desktop_link import DesktopLink
 from .rfb import BrowserSide, HandshakeFailed, authenticate_upstream
 from .state import Activity, WebState
 from .tokens import TokenRefused
@@ -29,12 +30,10 @@ log = get_logger("web")
 TOKEN_PREFIX = "asci-token."
 CONNECT_TIMEOUT = 10.0
 TOUCH_INTERVAL = 30.0
-READ_SIZE = 256 * 1024
-REFUSED_RETRY = 0.05
+REFUSED_RETRY = 0.02
 
 
-async def open_upstream(address: str, port: int, timeout: float = CONNECT_TIMEOUT
-                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_upstream(address: str, port: int, timeout: float = CONNECT_TIMEOUT) -> DesktopLink:
     """The session's VNC port. A session is ready once its container runs, and its Xvnc needs a
     moment more to listen: a refused connection is tried again until TIMEOUT, so the first Connect
     after Start reaches the desktop instead of failing and waiting for the viewer's back-off."""
@@ -42,9 +41,9 @@ async def open_upstream(address: str, port: int, timeout: float = CONNECT_TIMEOU
     deadline = loop.time() + timeout
     while True:
         try:
-            # A 1 MiB stream buffer: the desktop's bursts leave as few, large WebSocket messages.
-            return await asyncio.wait_for(asyncio.open_connection(address, port, limit=READ_SIZE * 4),
-                                          max(0.01, deadline - loop.time()))
+            _, link = await asyncio.wait_for(loop.create_connection(DesktopLink, address, port),
+                                             max(0.01, deadline - loop.time()))
+            return link
         except ConnectionRefusedError:
             if loop.time() + REFUSED_RETRY >= deadline:
                 raise
@@ -96,14 +95,14 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 
     connection = grant.connection
     try:
-        reader, writer = await open_upstream(connection.address, connection.port)
+        link = await open_upstream(connection.address, connection.port)
     except (OSError, asyncio.TimeoutError) as exc:
         log.error("session VNC not reachable", session=session, user=user, reason=str(exc) or type(exc).__name__)
         return web.json_response({"error": "the desktop is not answering"}, status=502)
     try:
-        await asyncio.wait_for(authenticate_upstream(reader, writer, connection.password.reveal()), CONNECT_TIMEOUT)
+        await asyncio.wait_for(authenticate_upstream(link, link, connection.password.reveal()), CONNECT_TIMEOUT)
     except (HandshakeFailed, OSError, asyncio.TimeoutError) as exc:
-        writer.close()
+        link.close()
         log.error("session VNC handshake failed", session=session, user=user, reason=str(exc) or type(exc).__name__)
         return web.json_response({"error": "the desktop refused the connection"}, status=502)
 
@@ -114,9 +113,9 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     activity = state.activity.setdefault(session, Activity())
     log.info("viewer connected", session=session, user=user, client=client_address(request))
     try:
-        await _relay(state, ws, reader, writer, session, activity)
+        await _relay(state, ws, link, session, activity)
     finally:
-        writer.close()
+        link.close()
         state.viewers[user] -= 1
         if state.viewers[user] <= 0:
             del state.viewers[user]
@@ -126,8 +125,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _relay(state: WebState, ws: web.WebSocketResponse, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, session: str, activity: Activity) -> None:
+async def _relay(state: WebState, ws: web.WebSocketResponse, link: DesktopLink, session: str,
+                 activity: Activity) -> None:
     handshake = BrowserSide()
     await ws.send_bytes(handshake.greeting())
 
@@ -145,18 +144,17 @@ async def _relay(state: WebState, ws: web.WebSocketResponse, reader: asyncio.Str
                 if reply:
                     await ws.send_bytes(reply)
             if data:
-                if writer.is_closing():
+                if link.is_closing():
                     return  # the desktop went away (its session is stopping) while the browser typed
-                writer.write(data)
-                await writer.drain()
+                link.write(data)
+                await link.drain()
 
     async def from_desktop() -> None:
-        while True:
-            data = await reader.read(READ_SIZE)
-            if not data:
-                return
-            activity.bytes_out += len(data)
-            await ws.send_bytes(data)
+        # Each chunk leaves as one message, as the event loop received it (up to 256 KiB).
+        while chunks := await link.chunks():
+            for data in chunks:
+                activity.bytes_out += len(data)
+                await ws.send_bytes(data)
 
     async def report() -> None:
         while True:
