@@ -31,6 +31,7 @@ TOKEN_PREFIX = "asci-token."
 CONNECT_TIMEOUT = 10.0
 TOUCH_INTERVAL = 30.0
 REFUSED_RETRY = 0.02
+BROWSER_WRITE_BUFFER = 1024 * 1024  # per viewer, besides DesktopLink's queue of at most 1 MiB
 
 
 async def open_upstream(address: str, port: int, timeout: float = CONNECT_TIMEOUT) -> DesktopLink:
@@ -109,6 +110,10 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(protocols=(protocol,), max_msg_size=state.settings.max_message_bytes,
                                heartbeat=30.0, compress=False)
     await ws.prepare(request)
+    if request.transport is not None:
+        # With the default 64 KiB mark every 256 KiB update paused the relay until the socket had
+        # drained to 16 KiB, leaving it idle in between; 1 MiB keeps it fed (bench/web_proxy.py).
+        request.transport.set_write_buffer_limits(high=BROWSER_WRITE_BUFFER)
     state.viewers[user] = state.viewers.get(user, 0) + 1
     activity = state.activity.setdefault(session, Activity())
     log.info("viewer connected", session=session, user=user, client=client_address(request))
