@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-QUEUE_LIMIT = 1024 * 1024
+QUEUE_LIMIT = 256 * 1024
 READ_SIZE = 256 * 1024
 HAND_OVER = 16 * 1024  # reads at least this large leave as a view; smaller ones are copied
 

@@ -31,7 +31,7 @@ TOKEN_PREFIX = "asci-token."
 CONNECT_TIMEOUT = 10.0
 TOUCH_INTERVAL = 30.0
 REFUSED_RETRY = 0.02
-BROWSER_WRITE_BUFFER = 1024 * 1024  # per viewer, besides DesktopLink's queue of at most 1 MiB
+BROWSER_WRITE_BUFFER = 1024 * 1024  # per viewer, besides DesktopLink's queue (256 KiB and one read)
 
 
 async def open_upstream(address: str, port: int, timeout: float = CONNECT_TIMEOUT) -> DesktopLink:
