@@ -2,11 +2,12 @@
 
 A first visit in a fresh browser profile is what a newcomer does, and noVNC is ~40 ES modules
 that a browser discovers level by level as it parses each one. So the pages name every module
-up front: the desktops page lets the browser fetch them into its cache (rel=prefetch) while the
-researcher logs in and starts a desktop, and the viewer page asks for all of them at once
-(rel=modulepreload) instead of import by import. Under /web/assets/DIGEST/ and
-/novnc/DIGEST/ a file never changes (another ASCI or noVNC version is another digest), so
-those answers say `immutable` and a cached copy is used without asking the server again.
+up front: the desktops page lets the browser fetch them into its cache (rel=prefetch) while a
+desktop starts, and the viewer page asks for all of them at once (rel=modulepreload) instead of
+import by import (not the login page: there they competed with the login itself, measured).
+Under /web/assets/DIGEST/ and /novnc/DIGEST/ a file never changes (another ASCI or noVNC
+version is another digest), so those answers say `immutable` and a cached copy is used
+without asking the server again.
 The unversioned paths stay for anyone who links them; they are revalidated on every use.
 """
 from __future__ import annotations
