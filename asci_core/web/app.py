@@ -206,15 +206,15 @@ async def logout(request: web.Request) -> web.Response:
 
 def render(name: str, assets: Assets | None = None, **values: str) -> web.Response:
     """A page from static/ with {{key}} replaced by the HTML-escaped value; {{static}} and {{novnc}}
-    are where the files are, {{prefetch}} and {{modulepreload}} the viewer's modules as link tags."""
+    are where the files are, {{modulepreload}} the viewer's modules as link tags."""
     assets = assets or Assets("/web/static/", "/novnc/")
     values = {"static": assets.static, "novnc": assets.novnc, **values}
     text = (STATIC / name).read_text(encoding="utf-8")
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", html.escape(value, quote=True))
-    for kind in ("prefetch", "modulepreload"):
-        links = "\n".join(f'<link rel="{kind}" href="{html.escape(url, quote=True)}">' for url in assets.viewer_modules)
-        text = text.replace("{{" + kind + "}}", links)
+    links = "\n".join(f'<link rel="modulepreload" href="{html.escape(url, quote=True)}">'
+                      for url in assets.viewer_modules)
+    text = text.replace("{{modulepreload}}", links)
     return web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-store"})
 
 

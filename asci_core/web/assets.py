@@ -1,10 +1,11 @@
 """The page's static files under URLs that carry a digest of their content, cached for good.
 
 A first visit in a fresh browser profile is what a newcomer does, and noVNC is ~40 ES modules
-that a browser discovers level by level as it parses each one. So the pages name every module
-up front: the desktops page lets the browser fetch them into its cache (rel=prefetch) while a
-desktop starts, and the viewer page asks for all of them at once (rel=modulepreload) instead of
-import by import (not the login page: there they competed with the login itself, measured).
+that a browser discovers level by level as it parses each one. So the viewer page names every
+module up front and the browser asks for all of them at once (rel=modulepreload) instead of
+import by import. (Fetching them earlier, rel=prefetch from the login or desktops page, was
+measured and dropped: on a busy node those 40 requests slowed the login and the start more
+than they saved, since the desktop's own start hides the viewer's load.)
 Under /web/assets/DIGEST/ and /novnc/DIGEST/ a file never changes (another ASCI or noVNC
 version is another digest), so those answers say `immutable` and a cached copy is used
 without asking the server again.
