@@ -21,13 +21,13 @@ from asci_core.launcher.directory import USER_NAME, DirectoryError
 from asci_core.launcher.errors import LauncherError
 
 from . import access_log
-from .assets import IMMUTABLE, REVALIDATE, Assets
+from .static_urls import IMMUTABLE, REVALIDATE, StaticUrls
 from .logins import COOKIE, CSRF_HEADER, Login
 from .state import WebState
 
 log = get_logger("web")
 STATE_KEY = web.AppKey("web_state", WebState)
-ASSETS_KEY = web.AppKey("web_assets", Assets)
+ASSETS_KEY = web.AppKey("web_assets", StaticUrls)
 LOGIN_KEY: Any = web.RequestKey("login", Login) if hasattr(web, "RequestKey") else "asci_login"
 STATIC = Path(__file__).with_name("static")
 NOVNC = Path("/usr/share/novnc")
@@ -204,10 +204,10 @@ async def logout(request: web.Request) -> web.Response:
 
 # --- pages ----------------------------------------------------------------
 
-def render(name: str, assets: Assets | None = None, **values: str) -> web.Response:
+def render(name: str, assets: StaticUrls | None = None, **values: str) -> web.Response:
     """A page from static/ with {{key}} replaced by the HTML-escaped value; {{static}} and {{novnc}}
     are where the files are, {{modulepreload}} the viewer's modules as link tags."""
-    assets = assets or Assets("/web/static/", "/novnc/")
+    assets = assets or StaticUrls("/web/static/", "/novnc/")
     values = {"static": assets.static, "novnc": assets.novnc, **values}
     text = (STATIC / name).read_text(encoding="utf-8")
     for key, value in values.items():
@@ -315,7 +315,7 @@ def install(app: web.Application, state: WebState) -> None:
     from .proxy import proxy  # the relay pulls in the RFB code
 
     app[STATE_KEY] = state
-    assets = Assets.build(STATIC, NOVNC if NOVNC.is_dir() else None)
+    assets = StaticUrls.build(STATIC, NOVNC if NOVNC.is_dir() else None)
     app[ASSETS_KEY] = assets
     app.middlewares.append(web_middleware)
     app.router.add_get("/", index)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from asci_core.web.assets import Assets, digest_of, module_graph
+from asci_core.web.static_urls import StaticUrls, digest_of, module_graph
 
 NOVNC = Path("/usr/share/novnc")
 
@@ -33,7 +33,7 @@ def test_the_digest_changes_with_any_file_and_only_then(tmp_path):
 
 
 def test_debians_novnc_viewer_modules_are_all_named():
-    assets = Assets.build(Path(__file__).resolve().parents[2] / "asci_core/web/static", NOVNC)
+    assets = StaticUrls.build(Path(__file__).resolve().parents[2] / "asci_core/web/static", NOVNC)
     assert assets.static.startswith("/web/assets/") and assets.novnc.startswith("/novnc/")
     modules = [m[len(assets.novnc):] for m in assets.viewer_modules if m.startswith(assets.novnc)]
     # What noVNC 1.3's RFB needs (seen in a browser's resource list): ~40 modules, pako's inflate among them.

@@ -54,13 +54,13 @@ def module_graph(root: Path, entry: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Assets:
+class StaticUrls:
     static: str  # URL prefix of ASCI's own static files, ending in "/"
     novnc: str  # URL prefix of noVNC, ending in "/"
     viewer_modules: list[str] = field(default_factory=list)  # every module the viewer loads, as URLs
 
     @classmethod
-    def build(cls, static_root: Path, novnc_root: Path | None) -> "Assets":
+    def build(cls, static_root: Path, novnc_root: Path | None) -> "StaticUrls":
         static = f"/web/assets/{digest_of(static_root)}/"
         modules = [static + "viewer.js", static + "common.js"]
         if novnc_root is None:
