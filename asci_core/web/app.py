@@ -27,7 +27,7 @@ from .state import WebState
 
 log = get_logger("web")
 STATE_KEY = web.AppKey("web_state", WebState)
-ASSETS_KEY = web.AppKey("web_assets", StaticUrls)
+STATIC_URLS_KEY = web.AppKey("web_static_urls", StaticUrls)
 LOGIN_KEY: Any = web.RequestKey("login", Login) if hasattr(web, "RequestKey") else "asci_login"
 STATIC = Path(__file__).with_name("static")
 NOVNC = Path("/usr/share/novnc")
@@ -131,7 +131,7 @@ async def web_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 
 def cache_policy(request: web.Request) -> str:
     """Files under a content digest never change; the unversioned paths are checked on every use."""
-    assets = request.app[ASSETS_KEY]
+    assets = request.app[STATIC_URLS_KEY]
     return IMMUTABLE if request.path.startswith((assets.static, assets.novnc)) else REVALIDATE
 
 
@@ -222,11 +222,11 @@ async def index(request: web.Request) -> web.StreamResponse:
     login = current_login(request)
     if login is None:
         raise web.HTTPFound("/login")
-    return render("index.html", request.app[ASSETS_KEY], user=login.user.name, csrf=login.csrf)
+    return render("index.html", request.app[STATIC_URLS_KEY], user=login.user.name, csrf=login.csrf)
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
-    return render("login.html", request.app[ASSETS_KEY])
+    return render("login.html", request.app[STATIC_URLS_KEY])
 
 
 async def viewer_page(request: web.Request) -> web.StreamResponse:
@@ -236,7 +236,7 @@ async def viewer_page(request: web.Request) -> web.StreamResponse:
     session = request.match_info["session"]
     if not SESSION_ID.fullmatch(session):
         return error(404, "no such session")
-    return render("viewer.html", request.app[ASSETS_KEY], user=login.user.name, csrf=login.csrf, session=session)
+    return render("viewer.html", request.app[STATIC_URLS_KEY], user=login.user.name, csrf=login.csrf, session=session)
 
 
 # --- the page's JSON ------------------------------------------------------
@@ -316,7 +316,7 @@ def install(app: web.Application, state: WebState) -> None:
 
     app[STATE_KEY] = state
     assets = StaticUrls.build(STATIC, NOVNC if NOVNC.is_dir() else None)
-    app[ASSETS_KEY] = assets
+    app[STATIC_URLS_KEY] = assets
     app.middlewares.append(web_middleware)
     app.router.add_get("/", index)
     app.router.add_get("/login", login_page)
