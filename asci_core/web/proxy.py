@@ -12,7 +12,9 @@ carries (rfb.py) and offers the browser security type None.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from typing import Callable
 
 from aiohttp import WSMsgType, web
 
@@ -31,6 +33,7 @@ TOKEN_PREFIX = "asci-token."
 CONNECT_TIMEOUT = 10.0
 TOUCH_INTERVAL = 30.0
 REFUSED_RETRY = 0.02
+MESSAGE_SIZE = 64 * 1024
 BROWSER_WRITE_BUFFER = 1024 * 1024  # per viewer, besides DesktopLink's queue (256 KiB and one read)
 
 
@@ -114,11 +117,12 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         # With the default 64 KiB mark every 256 KiB update paused the relay until the socket had
         # drained to 16 KiB, leaving it idle in between; 1 MiB keeps it fed (bench/web_proxy.py).
         request.transport.set_write_buffer_limits(high=BROWSER_WRITE_BUFFER)
+    cork = corking(request)
     state.viewers[user] = state.viewers.get(user, 0) + 1
     activity = state.activity.setdefault(session, Activity())
     log.info("viewer connected", session=session, user=user, client=client_address(request))
     try:
-        await _relay(state, ws, link, session, activity)
+        await _relay(state, ws, link, session, activity, cork)
     finally:
         link.close()
         state.viewers[user] -= 1
@@ -130,8 +134,27 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def corking(request: web.Request) -> Callable[[bool], None] | None:
+    """Hold partial TCP segments back (TCP_CORK) while a message goes out, None where that is not possible.
+
+    aiohttp writes a large message's frame header and its payload separately (no copy), and with
+    TCP_NODELAY the 10-byte header leaves as a packet of its own: the browser wakes up for it, then
+    again for the payload. Corked, the two leave together; uncorking sends the rest at once."""
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is None or not hasattr(socket, "TCP_CORK"):
+        return None
+
+    def cork(on: bool) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1 if on else 0)
+        except OSError:
+            pass  # the connection is closing: nothing left to hold back
+
+    return cork
+
+
 async def _relay(state: WebState, ws: web.WebSocketResponse, link: DesktopLink, session: str,
-                 activity: Activity) -> None:
+                 activity: Activity, cork: Callable[[bool], None] | None = None) -> None:
     handshake = BrowserSide()
     await ws.send_bytes(handshake.greeting())
 
@@ -155,11 +178,18 @@ async def _relay(state: WebState, ws: web.WebSocketResponse, link: DesktopLink, 
                 await link.drain()
 
     async def from_desktop() -> None:
-        # Each chunk leaves as one message, as the event loop received it (up to 256 KiB).
+        # Messages of at most 64 KiB, as websockify sends them: slices of a read's view, no copy.
         while chunks := await link.chunks():
-            for data in chunks:
-                activity.bytes_out += len(data)
-                await ws.send_bytes(data)
+            if cork is not None:
+                cork(True)
+            try:
+                for data in chunks:
+                    activity.bytes_out += len(data)
+                    for offset in range(0, len(data), MESSAGE_SIZE):
+                        await ws.send_bytes(data[offset:offset + MESSAGE_SIZE])
+            finally:
+                if cork is not None:
+                    cork(False)
 
     async def report() -> None:
         while True:
