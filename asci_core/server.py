@@ -7,7 +7,9 @@ and exit 0.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
+import socket
 import time
 
 from aiohttp import web
@@ -50,18 +52,52 @@ def build_app(config: Config) -> web.Application:
     return app
 
 
+def listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """HOST:PORT bound, one socket per address it resolves to, as asyncio's create_server binds them."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    made: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            made.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError:
+        for sock in made:
+            sock.close()
+        raise
+    return made
+
+
 async def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
     host = host or config.server.host
     port = port if port is not None else config.server.port
-    runner = GuardedRunner(build_app(config), access_log=None,
-                           shutdown_timeout=config.server.shutdown_timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    # The port first: when it is taken the command ends before any component acts (the web
+    # page's first-run user and its printed password, the launcher's reconciliation).
     try:
-        await site.start()
+        sockets = listening_sockets(host, port)
     except OSError as exc:
-        await runner.cleanup()
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    # Components see the address actually served (the first-run message names the page's URL).
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, host=host, port=port))
+    try:
+        runner = GuardedRunner(build_app(config), access_log=None,
+                               shutdown_timeout=config.server.shutdown_timeout)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    try:
+        await runner.setup()
+        for sock in sockets:
+            await web.SockSite(runner, sock).start()
+    except BaseException:
+        await runner.cleanup()
+        for sock in sockets:
+            sock.close()
+        raise
     log.info("listening", address=f"http://{host}:{port}", version=__version__, config=config.source)
 
     stop = asyncio.Event()

@@ -5,10 +5,11 @@ import os
 from pathlib import Path
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of PID so far."""
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU time of PID so far; with CHILDREN, plus that of its children it has reaped."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def status_kib(pid: int, name: str) -> int:

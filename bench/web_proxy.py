@@ -5,9 +5,16 @@ password, then either streams bytes (throughput) or echoes (latency). Each path 
 measured from this process (the client); the upstream, websockify and `asci`'s proxy
 run as separate processes, so the relays do not share the client's interpreter.
 The ASCI proxy runs the real web app (asci_core.web) with its real token, cookie and
-RFB code; only the launcher is a stand-in answering "ready" (no Docker in the loop).
+RFB code, served the way `asci serve` serves it (uvloop, the guarded runner); only the
+launcher is a stand-in answering "ready" (no Docker in the loop).
 
-    .venv/bin/python bench/web_proxy.py [--megabytes 256] [--pings 500]
+Like with like: the same upstream, the same client code (aiohttp, no compression) and the
+same payload for every path; each round measures the three paths in a rotated order, and
+the figures are medians over the rounds (a shared machine's noise hits every path alike).
+Besides MB/s the relays' own CPU time per GB relayed is printed (websockify's forked
+per-connection children included): it does not depend on what else runs on the machine.
+
+    .venv/bin/python bench/web_proxy.py [--megabytes 512] [--pings 500] [--rounds 5] [--viewers 50]
 
 Needs Debian's websockify (apt-get install websockify).
 """
@@ -32,6 +39,7 @@ from bench.procstat import cpu_seconds, status_kib  # noqa: E402
 PASSWORD = "benchpw1"
 CHUNK = 64 * 1024
 SESSION = "0123456789abcdef"
+MESSAGE_SIZES: list[float] = []  # mean WebSocket message size of each streamed run, as the client saw it
 
 
 def free_port() -> int:
@@ -93,7 +101,10 @@ class ReadyLauncher:
 
 
 def asci_main(port: int, upstream: int, token_file: Path) -> None:
+    import uvloop
     from aiohttp import web
+
+    from asci_core.http_guard import GuardedRunner
 
     from asci_core.config_base import Secret
     from asci_core.launcher.directory import Researcher
@@ -111,7 +122,14 @@ def asci_main(port: int, upstream: int, token_file: Path) -> None:
     token_file.write_text("\n".join([cookie, *tokens]))
     app = web.Application()
     install(app, state)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+    async def serve() -> None:  # as asci_core.server.serve does it
+        runner = GuardedRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
+    uvloop.run(serve())
 
 
 # --- the client -------------------------------------------------------------
@@ -197,11 +215,14 @@ async def over_websocket(url: str, headers: dict, protocols: tuple, mode: bytes,
             if mode == b"B":
                 total, start = len(stream.buffer), time.perf_counter()
                 stream.buffer = b""
+                messages = 0
                 while True:
                     msg = await ws.receive()
                     if msg.type != aiohttp.WSMsgType.BINARY:
                         break
                     total += len(msg.data)
+                    messages += 1
+                MESSAGE_SIZES.append(total / max(1, messages))
                 return total / (time.perf_counter() - start) / 1e6, []
             times = []
             for _ in range(pings):
@@ -210,6 +231,13 @@ async def over_websocket(url: str, headers: dict, protocols: tuple, mode: bytes,
                 await stream.readexactly(1)
                 times.append(time.perf_counter() - start)
             return 0.0, times
+
+
+PATHS = ["direct", "websockify", "asci"]
+
+
+def _children_alive(pid: int) -> bool:
+    return bool(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
 
 
 def wait_port(port: int, timeout: float = 20) -> None:
@@ -226,7 +254,8 @@ def wait_port(port: int, timeout: float = 20) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--megabytes", type=int, default=256)
+    parser.add_argument("--megabytes", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=5, help="each round measures every path once, order rotated")
     parser.add_argument("--pings", type=int, default=500)
     parser.add_argument("--viewers", type=int, default=50, help="concurrent viewers relaying through ASCI at once")
     parser.add_argument("--role", choices=["client", "upstream", "asci"], default="client", help=argparse.SUPPRESS)
@@ -270,17 +299,47 @@ def main() -> None:
                                       args.megabytes, asci=True)
             return asyncio.run(coro)
 
-        print(f"{args.megabytes} MB stream, {args.pings} one-byte round trips")
-        print("| path | MB/s | RTT p50 ms | RTT p99 ms |")
-        print("|---|---:|---:|---:|")
-        for name in ("direct", "websockify", "asci"):
-            mbps, _ = run(name, b"B")
-            _, times = run(name, b"E")
-            times.sort()
-            p50 = statistics.median(times) * 1e3
-            p99 = times[int(len(times) * 0.99) - 1] * 1e3
-            print(f"| {name} | {mbps:.0f} | {p50:.3f} | {p99:.3f} |")
+        relay_pids = {"websockify": children["websockify"].pid, "asci": children["asci"].pid}
+        rates: dict[str, list[float]] = {name: [] for name in PATHS}
+        cpu_per_gb: dict[str, list[float]] = {name: [] for name in relay_pids}
+        sizes: dict[str, list[float]] = {name: [] for name in relay_pids}
+        times: dict[str, list[float]] = {name: [] for name in PATHS}
+        client_per_gb: dict[str, list[float]] = {name: [] for name in PATHS}
+        for round_ in range(args.rounds):
+            order = PATHS[round_ % 3:] + PATHS[:round_ % 3]
+            for name in order:
+                pid = relay_pids.get(name)
+                before = cpu_seconds(pid, children=True) if pid else 0.0
+                client_cpu = time.process_time()
+                mbps, _ = run(name, b"B")
+                client_per_gb[name].append((time.process_time() - client_cpu) / (args.megabytes / 1024))
+                rates[name].append(mbps)
+                if pid:
+                    # websockify's forked child is reaped (its CPU counted in the parent) shortly after the stream ends
+                    wait_reaped = time.monotonic() + 5
+                    while name == "websockify" and _children_alive(pid) and time.monotonic() < wait_reaped:
+                        time.sleep(0.02)
+                    cpu_per_gb[name].append((cpu_seconds(pid, children=True) - before) / (args.megabytes / 1024))
+                    sizes[name].append(MESSAGE_SIZES[-1])
+                _, pings = run(name, b"E")
+                times[name].extend(pings)
+            print(f"round {round_ + 1}: " + ", ".join(f"{n} {rates[n][-1]:.0f} MB/s" for n in PATHS), flush=True)
 
+        print(f"\n{args.megabytes} MB stream x {args.rounds} rounds, {args.pings} one-byte round trips per round "
+              f"(medians over rounds)")
+        print("| path | MB/s (median) | MB/s (min–max) | relay CPU s/GB | client CPU s/GB | mean message KiB | RTT p50 ms | RTT p99 ms |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name in PATHS:
+            pooled = sorted(times[name])
+            p50 = statistics.median(pooled) * 1e3
+            p99 = pooled[int(len(pooled) * 0.99) - 1] * 1e3
+            cpu = f"{statistics.median(cpu_per_gb[name]):.2f}" if name in cpu_per_gb else "–"
+            size = f"{statistics.median(sizes[name]) / 1024:.0f}" if name in sizes else "–"
+            print(f"| {name} | {statistics.median(rates[name]):.0f} | {min(rates[name]):.0f}–{max(rates[name]):.0f} "
+                  f"| {cpu} | {statistics.median(client_per_gb[name]):.2f} | {size} | {p50:.3f} | {p99:.3f} |")
+
+        if args.viewers <= 0:
+            return
         # Concurrent viewers: each streams the upstream's whole payload at once through ASCI.
         asci_pid = children["asci"].pid
         rss0, cpu0 = status_kib(asci_pid, "VmRSS"), cpu_seconds(asci_pid)

@@ -21,11 +21,13 @@ from asci_core.launcher.directory import USER_NAME, DirectoryError
 from asci_core.launcher.errors import LauncherError
 
 from . import access_log
+from .static_urls import IMMUTABLE, REVALIDATE, StaticUrls
 from .logins import COOKIE, CSRF_HEADER, Login
 from .state import WebState
 
 log = get_logger("web")
 STATE_KEY = web.AppKey("web_state", WebState)
+STATIC_URLS_KEY = web.AppKey("web_static_urls", StaticUrls)
 LOGIN_KEY: Any = web.RequestKey("login", Login) if hasattr(web, "RequestKey") else "asci_login"
 STATIC = Path(__file__).with_name("static")
 NOVNC = Path("/usr/share/novnc")
@@ -111,6 +113,8 @@ async def web_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if not isinstance(response, web.WebSocketResponse) and not response.prepared:
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
+            if isinstance(response, web.FileResponse):
+                response.headers.setdefault("Cache-Control", cache_policy(request))
         return response
     except web.HTTPException as exc:
         status = exc.status
@@ -123,6 +127,12 @@ async def web_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         access_log.write(client_address(request), login.user.name if login else None, request.method,
                          request.rel_url.raw_path, version, status, size, request.headers.get("User-Agent", ""),
                          time.monotonic() - started)
+
+
+def cache_policy(request: web.Request) -> str:
+    """Files under a content digest never change; the unversioned paths are checked on every use."""
+    assets = request.app[STATIC_URLS_KEY]
+    return IMMUTABLE if request.path.startswith((assets.static, assets.novnc)) else REVALIDATE
 
 
 def api(handler: Handler) -> Handler:
@@ -194,11 +204,17 @@ async def logout(request: web.Request) -> web.Response:
 
 # --- pages ----------------------------------------------------------------
 
-def render(name: str, **values: str) -> web.Response:
-    """A page from static/ with {{key}} replaced by the HTML-escaped value."""
+def render(name: str, assets: StaticUrls | None = None, **values: str) -> web.Response:
+    """A page from static/ with {{key}} replaced by the HTML-escaped value; {{static}} and {{novnc}}
+    are where the files are, {{modulepreload}} the viewer's modules as link tags."""
+    assets = assets or StaticUrls("/web/static/", "/novnc/")
+    values = {"static": assets.static, "novnc": assets.novnc, **values}
     text = (STATIC / name).read_text(encoding="utf-8")
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", html.escape(value, quote=True))
+    links = "\n".join(f'<link rel="modulepreload" href="{html.escape(url, quote=True)}">'
+                      for url in assets.viewer_modules)
+    text = text.replace("{{modulepreload}}", links)
     return web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
@@ -206,11 +222,11 @@ async def index(request: web.Request) -> web.StreamResponse:
     login = current_login(request)
     if login is None:
         raise web.HTTPFound("/login")
-    return render("index.html", user=login.user.name, csrf=login.csrf)
+    return render("index.html", request.app[STATIC_URLS_KEY], user=login.user.name, csrf=login.csrf)
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
-    return render("login.html")
+    return render("login.html", request.app[STATIC_URLS_KEY])
 
 
 async def viewer_page(request: web.Request) -> web.StreamResponse:
@@ -220,7 +236,7 @@ async def viewer_page(request: web.Request) -> web.StreamResponse:
     session = request.match_info["session"]
     if not SESSION_ID.fullmatch(session):
         return error(404, "no such session")
-    return render("viewer.html", user=login.user.name, csrf=login.csrf, session=session)
+    return render("viewer.html", request.app[STATIC_URLS_KEY], user=login.user.name, csrf=login.csrf, session=session)
 
 
 # --- the page's JSON ------------------------------------------------------
@@ -299,6 +315,8 @@ def install(app: web.Application, state: WebState) -> None:
     from .proxy import proxy  # the relay pulls in the RFB code
 
     app[STATE_KEY] = state
+    assets = StaticUrls.build(STATIC, NOVNC if NOVNC.is_dir() else None)
+    app[STATIC_URLS_KEY] = assets
     app.middlewares.append(web_middleware)
     app.router.add_get("/", index)
     app.router.add_get("/login", login_page)
@@ -311,8 +329,11 @@ def install(app: web.Application, state: WebState) -> None:
     app.router.add_get("/web/viewer/{session}", viewer_page)
     app.router.add_get("/web/proxy/{session}", proxy)
     app.router.add_static("/web/static/", STATIC, follow_symlinks=False, append_version=False)
+    app.router.add_static(assets.static, STATIC, follow_symlinks=False, append_version=False)
     if NOVNC.is_dir():
-        app.router.add_static("/novnc/", NOVNC, follow_symlinks=True)  # Debian links vendor files into it
+        # Debian links vendor files into it. The versioned prefix first: it is the longer match.
+        app.router.add_static(assets.novnc, NOVNC, follow_symlinks=True)
+        app.router.add_static("/novnc/", NOVNC, follow_symlinks=True)
 
     async def close(_: web.Application) -> None:
         state.executor.shutdown(wait=False, cancel_futures=True)

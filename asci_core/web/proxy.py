@@ -12,7 +12,9 @@ carries (rfb.py) and offers the browser security type None.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from typing import Callable
 
 from aiohttp import WSMsgType, web
 
@@ -21,6 +23,7 @@ from asci_core.launcher.errors import LauncherError
 from asci_core.launcher.store import READY
 
 from .app import SESSION_ID, client_address, current_login, origin_ok, state_of
+from .desktop_link import DesktopLink
 from .rfb import BrowserSide, HandshakeFailed, authenticate_upstream
 from .state import Activity, WebState
 from .tokens import TokenRefused
@@ -29,12 +32,12 @@ log = get_logger("web")
 TOKEN_PREFIX = "asci-token."
 CONNECT_TIMEOUT = 10.0
 TOUCH_INTERVAL = 30.0
-READ_SIZE = 256 * 1024
-REFUSED_RETRY = 0.05
+REFUSED_RETRY = 0.02
+MESSAGE_SIZE = 64 * 1024
+BROWSER_WRITE_BUFFER = 1024 * 1024  # per viewer, besides DesktopLink's queue (256 KiB and one read)
 
 
-async def open_upstream(address: str, port: int, timeout: float = CONNECT_TIMEOUT
-                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_upstream(address: str, port: int, timeout: float = CONNECT_TIMEOUT) -> DesktopLink:
     """The session's VNC port. A session is ready once its container runs, and its Xvnc needs a
     moment more to listen: a refused connection is tried again until TIMEOUT, so the first Connect
     after Start reaches the desktop instead of failing and waiting for the viewer's back-off."""
@@ -42,9 +45,9 @@ async def open_upstream(address: str, port: int, timeout: float = CONNECT_TIMEOU
     deadline = loop.time() + timeout
     while True:
         try:
-            # A 1 MiB stream buffer: the desktop's bursts leave as few, large WebSocket messages.
-            return await asyncio.wait_for(asyncio.open_connection(address, port, limit=READ_SIZE * 4),
-                                          max(0.01, deadline - loop.time()))
+            _, link = await asyncio.wait_for(loop.create_connection(DesktopLink, address, port),
+                                             max(0.01, deadline - loop.time()))
+            return link
         except ConnectionRefusedError:
             if loop.time() + REFUSED_RETRY >= deadline:
                 raise
@@ -96,27 +99,32 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 
     connection = grant.connection
     try:
-        reader, writer = await open_upstream(connection.address, connection.port)
+        link = await open_upstream(connection.address, connection.port)
     except (OSError, asyncio.TimeoutError) as exc:
         log.error("session VNC not reachable", session=session, user=user, reason=str(exc) or type(exc).__name__)
         return web.json_response({"error": "the desktop is not answering"}, status=502)
     try:
-        await asyncio.wait_for(authenticate_upstream(reader, writer, connection.password.reveal()), CONNECT_TIMEOUT)
+        await asyncio.wait_for(authenticate_upstream(link, link, connection.password.reveal()), CONNECT_TIMEOUT)
     except (HandshakeFailed, OSError, asyncio.TimeoutError) as exc:
-        writer.close()
+        link.close()
         log.error("session VNC handshake failed", session=session, user=user, reason=str(exc) or type(exc).__name__)
         return web.json_response({"error": "the desktop refused the connection"}, status=502)
 
     ws = web.WebSocketResponse(protocols=(protocol,), max_msg_size=state.settings.max_message_bytes,
                                heartbeat=30.0, compress=False)
     await ws.prepare(request)
+    if request.transport is not None:
+        # With the default 64 KiB mark every 256 KiB update paused the relay until the socket had
+        # drained to 16 KiB, leaving it idle in between; 1 MiB keeps it fed (bench/web_proxy.py).
+        request.transport.set_write_buffer_limits(high=BROWSER_WRITE_BUFFER)
+    cork = corking(request)
     state.viewers[user] = state.viewers.get(user, 0) + 1
     activity = state.activity.setdefault(session, Activity())
     log.info("viewer connected", session=session, user=user, client=client_address(request))
     try:
-        await _relay(state, ws, reader, writer, session, activity)
+        await _relay(state, ws, link, session, activity, cork)
     finally:
-        writer.close()
+        link.close()
         state.viewers[user] -= 1
         if state.viewers[user] <= 0:
             del state.viewers[user]
@@ -126,8 +134,27 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _relay(state: WebState, ws: web.WebSocketResponse, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, session: str, activity: Activity) -> None:
+def corking(request: web.Request) -> Callable[[bool], None] | None:
+    """Hold partial TCP segments back (TCP_CORK) while a message goes out, None where that is not possible.
+
+    aiohttp writes a large message's frame header and its payload separately (no copy), and with
+    TCP_NODELAY the 10-byte header leaves as a packet of its own: the browser wakes up for it, then
+    again for the payload. Corked, the two leave together; uncorking sends the rest at once."""
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is None or not hasattr(socket, "TCP_CORK"):
+        return None
+
+    def cork(on: bool) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1 if on else 0)
+        except OSError:
+            pass  # the connection is closing: nothing left to hold back
+
+    return cork
+
+
+async def _relay(state: WebState, ws: web.WebSocketResponse, link: DesktopLink, session: str,
+                 activity: Activity, cork: Callable[[bool], None] | None = None) -> None:
     handshake = BrowserSide()
     await ws.send_bytes(handshake.greeting())
 
@@ -145,18 +172,24 @@ async def _relay(state: WebState, ws: web.WebSocketResponse, reader: asyncio.Str
                 if reply:
                     await ws.send_bytes(reply)
             if data:
-                if writer.is_closing():
+                if link.is_closing():
                     return  # the desktop went away (its session is stopping) while the browser typed
-                writer.write(data)
-                await writer.drain()
+                link.write(data)
+                await link.drain()
 
     async def from_desktop() -> None:
-        while True:
-            data = await reader.read(READ_SIZE)
-            if not data:
-                return
-            activity.bytes_out += len(data)
-            await ws.send_bytes(data)
+        # Messages of at most 64 KiB, as websockify sends them: slices of a read's view, no copy.
+        while chunks := await link.chunks():
+            if cork is not None:
+                cork(True)
+            try:
+                for data in chunks:
+                    activity.bytes_out += len(data)
+                    for offset in range(0, len(data), MESSAGE_SIZE):
+                        await ws.send_bytes(data[offset:offset + MESSAGE_SIZE])
+            finally:
+                if cork is not None:
+                    cork(False)
 
     async def report() -> None:
         while True:

@@ -13,6 +13,7 @@ from asci_core.errors import AsciError
 
 import asyncio
 import struct
+from typing import Any
 
 try:  # cryptography >= 43 keeps DES-era ciphers in `decrepit`
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -36,8 +37,9 @@ def vnc_auth_response(password: str, challenge: bytes) -> bytes:
     return encryptor.update(challenge) + encryptor.finalize()
 
 
-async def authenticate_upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, password: str) -> None:
-    """Leave the connection just before ClientInit, authenticated; HandshakeFailed otherwise."""
+async def authenticate_upstream(reader: Any, writer: Any, password: str) -> None:
+    """Leave the connection just before ClientInit, authenticated; HandshakeFailed otherwise.
+    READER has `readexactly`, WRITER `write` and `drain`: asyncio's streams, or the proxy's DesktopLink as both."""
     try:
         version = await reader.readexactly(12)
         if not version.startswith(b"RFB 003."):
@@ -60,7 +62,7 @@ async def authenticate_upstream(reader: asyncio.StreamReader, writer: asyncio.St
         raise HandshakeFailed("the session closed the connection during the handshake") from None
 
 
-async def _reason(reader: asyncio.StreamReader) -> str:
+async def _reason(reader: Any) -> str:
     try:
         (length,) = struct.unpack(">I", await reader.readexactly(4))
         return (await reader.readexactly(min(length, 1024))).decode("utf-8", "replace")

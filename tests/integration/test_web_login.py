@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -164,6 +165,28 @@ def test_environment_titles_are_data_never_markup(served):
     # Carol's groups do not include the environment's: she sees none.
     carol, _ = logged_in(served.url, "carol")
     assert carol.get(f"{served.url}/web/api/overview", timeout=30).json()["environments"] == []
+
+
+def test_static_files_are_cached_for_good_only_under_their_content_digest(served):
+    login = requests.get(f"{served.url}/login", timeout=30)
+    assert login.headers["Cache-Control"] == "no-store"  # pages carry CSRF tokens: never cached
+    # The viewer page names all of noVNC's modules, for the browser to fetch at once.
+    browser, _ = logged_in(served.url, "alice")
+    viewer_page = browser.get(f"{served.url}/web/viewer/0123456789abcdef", timeout=30)
+    assert viewer_page.headers["Cache-Control"] == "no-store"
+    preloaded = re.findall(r'<link rel="modulepreload" href="([^"]+)">', viewer_page.text)
+    rfb = next(url for url in preloaded if url.endswith("/core/rfb.js"))
+    viewer = next(url for url in preloaded if url.endswith("/viewer.js"))
+    assert rfb.startswith("/novnc/") and viewer.startswith("/web/assets/") and len(preloaded) > 35
+    for url in (rfb, viewer):
+        answer = requests.get(served.url + url, timeout=30)
+        assert answer.status_code == 200 and answer.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    for url in ("/novnc/core/rfb.js", "/web/static/viewer.js"):
+        answer = requests.get(served.url + url, timeout=30)
+        assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-cache"
+    assets = viewer.rsplit("/", 1)[0]
+    assert requests.get(f"{served.url}{assets}/..%2F..%2Fapp.py", timeout=30).status_code in (403, 404)
+    assert requests.get(f"{served.url}/web/assets/000000000000/viewer.js", timeout=30).status_code == 404
 
 
 def test_server_side_templates_escape_their_values():

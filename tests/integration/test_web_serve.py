@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -61,8 +62,26 @@ def test_first_run_creates_a_user_once_and_the_printed_password_logs_in(tmp_path
     finally:
         err = stop(proc)
     assert f"password {password}" in err and str(password_file) in err
+    assert f"open {url}/ and log in" in err  # the port actually served (--port), not the configured one
     # Printed once: the next start keeps the users file and says nothing.
     proc = serve(tmp_path, port)
     assert requests.get(url + "/healthz", timeout=10).status_code == 200  # signal handlers are set after "listening"
     assert "first run" not in stop(proc)
     assert password in password_file.read_text()
+
+
+def test_a_port_in_use_ends_serve_before_a_first_run_user_or_password_exists(tmp_path):
+    env = {**os.environ, "ASCI_STATE_DIR": str(tmp_path)}
+    env.pop("ASCI_CONFIG", None)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = subprocess.run([ASCI, "serve", "--port", str(port)], capture_output=True, text=True, timeout=60,
+                                env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"asci: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert result.stdout == ""  # nothing started, so nothing logged
+    assert "password" not in result.stderr
+    assert not (tmp_path / "launcher" / "users.yaml").exists()
+    assert not (tmp_path / "web" / "first-run-password").exists()

@@ -1,5 +1,5 @@
 // The desktops page: environments to start, the user's sessions with live state, start / connect / stop.
-import { call, el } from "/web/static/common.js";
+import { call, el } from "./common.js";
 
 const errorBox = document.getElementById("error");
 const environmentsList = document.getElementById("environments");

@@ -1,8 +1,10 @@
 // The desktop viewer: noVNC's RFB against ASCI's proxy. Each (re)connect fetches a fresh single-use token
 // with the login's CSRF token; the token goes in the WebSocket sub-protocol header, never in a URL.
-import RFB from "/novnc/core/rfb.js";
-import { call } from "/web/static/common.js";
+import { call } from "./common.js";
 
+// noVNC is imported here, not above, so the first token is asked for while its modules still load.
+const novnc = document.querySelector('meta[name="asci-novnc"]').content;
+const loadingRFB = import(`${novnc}core/rfb.js`).then((module) => module.default);
 const session = document.querySelector('meta[name="asci-session"]').content;
 const screen = document.getElementById("screen");
 const statusLine = document.getElementById("status");
@@ -32,6 +34,14 @@ async function connect() {
     // A session that is gone or not ready will not come back by retrying fast.
     if (/not ready|no session|stopped/.test(e.message)) { ended = true; return; }
     retryLater();
+    return;
+  }
+  let RFB;
+  try {
+    RFB = await loadingRFB;
+  } catch (e) {
+    ended = true;
+    status("the viewer could not load; reload the page");
     return;
   }
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
