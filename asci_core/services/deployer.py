@@ -60,6 +60,8 @@ class Status:
     digest: str | None
     health: str
     since: float | None
+    front: fr.FrontState | None = None  # services with published ports behind a front
+    problem: str | None = None  # what `deploy` would repair: a missing version, a front down or misdirected
 
 
 def workdir_of(config: Any) -> Path:
@@ -145,7 +147,10 @@ class Services:
                            and current is not None and c.labels.get(ctr.TAG_LABEL) == current.tag]
                 keep = next((c for c in serving if c.name == exact), serving[0] if serving else None)
                 if keep is not None and keep.status == "running":
-                    self._front_back_to(client, svc, keep)  # before the others go: a roll may have switched it
+                    # Before the others go: a roll may have switched it. Undoing a roll is no repair to report.
+                    misdirected = self._front_back_to(client, svc, keep)
+                    if not interrupted:
+                        repaired.append(misdirected)
                 for c in found:  # first remove, then start: a half-finished roll may hold the host ports
                     if c is not keep:
                         c.remove(force=True)
@@ -156,15 +161,18 @@ class Services:
                         log.error("the recorded version is not healthy after its restart", service=svc.name,
                                   tag=keep.labels.get(ctr.TAG_LABEL), problem=problem)
                 if keep is not None and keep.name == exact and fr.fronted(svc):
-                    self._front_to(client, svc, keep)
+                    repaired.append(self._front_to(client, svc, keep))
                 return keep is not None and keep.name == exact
 
+            repaired: list[str | None] = []
             kept_exact = self._engine(svc, tidy)
             for roll in interrupted:
                 # Undone above; a following service takes the tag again at its next check.
                 self.store.end_roll(roll.id, INTERRUPTED, reason="asci serve stopped during the roll; undone")
                 log.warning("undid a roll interrupted by a restart", service=svc.name, to_tag=roll.to_tag)
             if kept_exact and current is not None and current.tag == want:
+                if any(repaired):
+                    return f"{svc.name}: {want} running (front repaired: {next(r for r in repaired if r)})"
                 return f"{svc.name}: {want} running (unchanged)"
             self._roll_locked(svc, current.tag if current else None, want, trigger)
             return f"{svc.name}: {want} deployed"
@@ -313,22 +321,32 @@ class Services:
         (a request, not an exec per check); on another node only the front, inside the service network, can."""
         return None if svc.node in self._here else front
 
-    def _front_back_to(self, client: Any, svc: ServiceSettings, keep: Any) -> None:
-        """After a restart: the front forwards to KEEP again, if a roll cut short had switched it away."""
-        if not fr.fronted(svc):
-            return
-        front = fr.find(client, svc, self._base_image)
-        if front is not None and fr.current(front) != keep.name:
-            fr.switch(front, keep.name)
-            log.warning("front switched back to the recorded version", service=svc.name, backend=keep.name)
+    def _front_back_to(self, client: Any, svc: ServiceSettings, keep: Any) -> str | None:
+        """The running front forwards to KEEP again, if a roll cut short (or a hand) had switched it away;
+        what it forwarded to instead. A front that is not running is left to _front_to."""
+        front = fr.running(client, svc) if fr.fronted(svc) else None
+        if front is None:
+            return None
+        backend = fr.current(front)
+        if backend == keep.name:
+            return None
+        fr.switch(front, keep.name)
+        log.warning("front switched back to the recorded version", service=svc.name, backend=keep.name,
+                    was=backend)
+        return f"the front forwarded to {backend or 'nothing (holding)'}"
 
-    def _front_to(self, client: Any, svc: ServiceSettings, keep: Any) -> None:
-        """The front exists, runs, and forwards to KEEP (a running version on the service network)."""
+    def _front_to(self, client: Any, svc: ServiceSettings, keep: Any) -> str | None:
+        """The front exists, runs, and forwards to KEEP (a running version on the service network).
+        What was repaired, if anything."""
+        before = fr.describe(client, svc, keep.name)
         front = fr.find(client, svc, self._base_image)
         if front is None:
             fr.create(client, svc, self._base_image, keep.name)
         elif fr.current(front) != keep.name:
             fr.switch(front, keep.name)
+        if before.problem:
+            log.warning("front repaired", service=svc.name, was=before.problem, backend=keep.name)
+        return before.problem
 
     # --- without a front --------------------------------------------------------------
 
@@ -407,6 +425,59 @@ class Services:
             if tag is not None:
                 self.offer(svc, tag, trigger="registry")
 
+    # --- crashes ------------------------------------------------------------------------
+
+    def restore(self, service: str, container: str, exit_code: int, restart_wait: float = 5.0) -> str | None:
+        """The serving version CONTAINER of SERVICE exited (the engine's exit feed): it runs again, restarted
+        by the engine's restart policy or, when the engine does not within RESTART_WAIT seconds (stopped by
+        hand, removed), restored here; the front forwards to it. One log line. None when CONTAINER is not the
+        recorded version (a retired one, a roll's own stop): nothing to do."""
+        svc = self.settings.get(service)
+        if svc is None:
+            return None
+        with self._lock(svc.name):  # after a roll in progress: its own stops are then old versions
+            current = self.store.current(svc.name)
+            if current is None or container != ctr.container_name(svc, current.tag):
+                return None
+
+            def bring_back(client: Any) -> tuple[str, str | None]:
+                try:
+                    version = client.containers.get(container)
+                except docker.errors.NotFound:
+                    return "missing", None
+                deadline = time.monotonic() + restart_wait
+                version.reload()
+                while not version.attrs["State"].get("Running") and time.monotonic() < deadline:
+                    time.sleep(0.1)  # bounded poll of the engine's own restart (its policy's first delay)
+                    version.reload()
+                by = "engine"
+                if not version.attrs["State"].get("Running"):
+                    version.start()
+                    by = "asci"
+                problem = ctr.wait_healthy(version, svc, self._checked_from(svc, self._front_of(client, svc)))
+                if fr.fronted(svc) and problem is None:
+                    self._front_to(client, svc, version)
+                return by, problem
+
+            by, problem = self._engine(svc, bring_back)
+        if by == "missing":
+            line = f"{svc.name}: serving version {container} exited with {exit_code} and is gone; deploying it again"
+            log.error("serving version exited and is gone; deploying it again", service=svc.name,
+                      container=container, exit_code=exit_code)
+            return f"{line}: {self.reconcile(svc, 'repair')}"
+        fields = {"service": svc.name, "container": container, "exit_code": exit_code, "restarted_by": by}
+        if problem:
+            log.error("serving version exited; restarted but not healthy", **fields, problem=problem)
+        else:
+            log.warning("serving version exited; restarted and healthy", **fields)
+        return f"{svc.name}: {container} exited with {exit_code}; restarted by {by}" + (f", {problem}" if problem else "")
+
+    def repair(self) -> list[str]:
+        """Reconcile the deployed services whose status shows a problem (the periodic check's safety net for
+        exits the feed missed: another node, `asci serve` down at the time)."""
+        return [self.reconcile(self.service(s.service), "repair") for s in self.status()
+                if s.problem and s.tag is not None]
+
     # --- manual --------------------------------------------------------------------------
 
     def rollback(self, name: str) -> str:
@@ -434,20 +505,27 @@ class Services:
             current = self.store.current(svc.name)
             want = ctr.container_name(svc, current.tag) if current else None
 
-            def look(client: Any) -> str:
+            def look(client: Any) -> tuple[str, fr.FrontState | None]:
+                front = fr.describe(client, svc, want) if fr.fronted(svc) else None
                 for c in self._containers(client, svc):
                     if c.name == want:
                         if c.status != "running":
-                            return c.status
+                            return c.status, front
                         problem = ctr.check_once(c, svc, self._checked_from(svc, self._front_of(client, svc)))
-                        return "healthy" if problem is None else "unhealthy"
-                return "missing"
+                        return ("healthy" if problem is None else "unhealthy"), front
+                return "missing", front
 
+            front = None
             try:
-                health = self._engine(svc, look) if current else "not deployed"
+                health, front = self._engine(svc, look) if current else ("not deployed", None)
             except AsciError as exc:
                 health = f"unknown ({exc})"
+            problem = None
+            if current is not None and health != "healthy":
+                problem = f"the version {current.tag} is {health}"
+            elif front is not None and front.problem:
+                problem = front.problem
             found.append(Status(svc.name, svc.node, self.image(svc, current.tag if current else svc.tag),
                                 current.tag if current else None, current.digest if current else None,
-                                health, current.since if current else None))
+                                health, current.since if current else None, front, problem))
         return found

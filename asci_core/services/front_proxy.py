@@ -19,8 +19,10 @@ restarts; it is kept in a file so a restart of the front (or of the engine) keep
 
 A connection counts against its backend from the moment the backend is chosen, before connecting:
 once `switch` has answered, `drain OLD` waits for every connection that could still reach OLD.
-While no backend answers (a stop-first gap, a restarting backend) a new connection is held and the
-backend retried, re-reading the current one each time, for up to `--hold` seconds.
+While no backend is named (`switch -`, a stop-first gap) a new connection is held for up to `--hold`
+seconds until a switch names one. A named backend that refuses, is not resolved (its container has
+stopped) or does not accept within CONNECT_TIMEOUT gets its client's connection closed at once: the
+backend crashed, and a client told now can retry or fail over instead of hanging.
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ import time
 STATE = "/var/lib/asci-front/backend"
 CONTROL = "/run/asci-front/control.sock"
 BACKEND = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
-RETRY = 0.05  # seconds between attempts to reach a backend that does not answer yet
+RETRY = 0.05  # seconds between looks at the backend while connections are held
+CONNECT_TIMEOUT = 3.0  # a backend that neither accepts nor refuses (paused, overloaded) in this time is down
 CHUNK = 65536
 Upstream = tuple[str, asyncio.StreamReader, asyncio.StreamWriter]  # backend name, its two streams
 
@@ -75,16 +78,18 @@ class Front:
     # --- forwarding ---------------------------------------------------------------------
 
     async def _connect(self, port: int) -> Upstream | None:
+        """Held only while no backend is named (a stop-first roll): a named backend that does not answer has
+        crashed or stopped, and its client is better told at once than kept waiting for a restart."""
         deadline = time.monotonic() + self.hold
-        upstream = await self._attempt(port, deadline)
-        if upstream is not None:
-            return upstream
+        if self.backend is not None:
+            return await self._attempt(port, min(deadline, time.monotonic() + CONNECT_TIMEOUT))
         self.held += 1
         try:
-            while upstream is None and time.monotonic() < deadline:
-                await asyncio.sleep(RETRY)
-                upstream = await self._attempt(port, deadline)  # the current backend: a switch may have come
-            return upstream
+            while self.backend is None and time.monotonic() < deadline:
+                await asyncio.sleep(RETRY)  # the switch to the new version ends the wait
+            if self.backend is None:
+                return None
+            return await self._attempt(port, min(deadline, time.monotonic() + CONNECT_TIMEOUT))
         finally:
             self.held -= 1
 
@@ -111,7 +116,7 @@ class Front:
     async def forward(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, port: int) -> None:
         upstream = await self._connect(port)
         if upstream is None:
-            say("no backend answered; connection closed", port=port, backend=self.backend, hold_s=self.hold)
+            say("no backend answered; connection closed", port=port, backend=self.backend)
             client_w.close()
             return
         backend, up_r, up_w = upstream
