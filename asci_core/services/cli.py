@@ -46,8 +46,7 @@ def _when(ts: float | None) -> str:
 def cmd_deploy(args: argparse.Namespace) -> int:
     services = _services(args)
     try:
-        for line in services.deploy(args.name):
-            print(line)
+        services.deploy(args.name, report=lambda line: print(line, flush=True))
     finally:
         services.close()
     return 0

@@ -37,6 +37,7 @@ from . import containers as ctr
 from . import front as fr
 from .notify import post_failed_roll
 from .policy import allowed, first_allowed, first_tag, next_tag
+from .self_container import own_container_id
 from .settings import ServiceSettings
 from .store import FAILED, INTERRUPTED, ROLLED_BACK, SUCCEEDED, Roll, ServiceStore
 
@@ -49,6 +50,11 @@ AUTOMATIC = ("autobuild", "registry")
 
 class RollFailed(AsciError):
     pass
+
+
+class WouldReplaceItself(AsciError):
+    """The command runs inside a version of the service it would replace: stopping it would end the roll
+    half-done (README, Services: updating `serve`)."""
 
 
 @dataclass(frozen=True)
@@ -128,10 +134,23 @@ class Services:
 
     # --- reconcile ----------------------------------------------------------------
 
-    def deploy(self, name: str | None = None, trigger: str = "deploy") -> list[str]:
-        """Make each service (or NAME) run its recorded version with its current config; one line per service."""
+    def deploy(self, name: str | None = None, trigger: str = "deploy",
+               report: Callable[[str], None] | None = None) -> list[str]:
+        """Make each service (or NAME) run its recorded version with its current config; one line per service,
+        also given to REPORT as it comes. The service whose container runs this is refused after the others."""
         names = [name] if name else [s.name for s in self.settings.definitions]
-        return [self.reconcile(self.service(n), trigger) for n in names]
+        lines, refused = [], None
+        for n in names:
+            try:
+                lines.append(self.reconcile(self.service(n), trigger))
+            except WouldReplaceItself as exc:
+                refused = exc
+                continue
+            if report is not None:
+                report(lines[-1])
+        if refused is not None:
+            raise refused
+        return lines
 
     def reconcile(self, svc: ServiceSettings, trigger: str = "deploy") -> str:
         with self._lock(svc.name):
@@ -165,6 +184,8 @@ class Services:
                 return keep is not None and keep.name == exact
 
             repaired: list[str | None] = []
+            self._refuse_own_container(svc, unless=exact if current is not None and current.tag == want
+                                       and not interrupted else None)
             kept_exact = self._engine(svc, tidy)
             for roll in interrupted:
                 # Undone above; a following service takes the tag again at its next check.
@@ -184,7 +205,20 @@ class Services:
             current = self.store.current(svc.name)
             return self._roll_locked(svc, current.tag if current else None, tag, trigger)
 
+    def _refuse_own_container(self, svc: ServiceSettings, unless: str | None = None) -> None:
+        """WouldReplaceItself when this process runs in one of SVC's containers (but UNLESS, the one kept)."""
+        own = own_container_id()
+        if own is None:
+            return
+        mine = [c for c in self._engine(svc, lambda client: self._containers(client, svc)) if c.id == own]
+        if mine and mine[0].name != unless:
+            raise WouldReplaceItself(
+                f"refusing to replace {svc.name} from inside its own container {mine[0].name}: the roll would stop "
+                f"this command half-way; run `asci services deploy {svc.name}` on the host or in a one-shot "
+                f"container of the new image (README, Services: updating serve)")
+
     def _roll_locked(self, svc: ServiceSettings, from_tag: str | None, to_tag: str, trigger: str) -> str:
+        self._refuse_own_container(svc)
         roll_id = self.store.begin_roll(svc.name, from_tag, to_tag, trigger)
         started = time.monotonic()
         log.info("roll started", service=svc.name, from_tag=from_tag, to_tag=to_tag, trigger=trigger)

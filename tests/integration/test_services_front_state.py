@@ -191,3 +191,44 @@ def test_a_crashed_version_is_refused_at_once_by_the_front_and_brought_back_by_s
         if server is not None:
             server.stop()
         remove_service(docker_client, name)
+
+
+def _inside(docker_client, container, *command: str) -> list[str]:
+    """COMMAND run as if inside CONTAINER where `asci` finds out where it runs: in a mount namespace of its
+    own with the container's /etc/hostname bind-mounted from the engine's directory, as the engine does."""
+    source = f"{docker_client.info()['DockerRootDir']}/containers/{container.id}/hostname"
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            'mount --bind "$1" /etc/hostname && shift && exec "$@"', "sh", source, *command]
+
+
+def test_deploy_refuses_in_one_line_to_replace_the_container_it_runs_in(stack, docker_client, image, tmp_path):
+    import subprocess
+
+    from tests.integration.autobuild_support import ASCI
+
+    push(stack, docker_client, "v1.0.2", image)
+    name = f"selfie_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    path = configure(stack, tmp_path, name, port, front=False, repository=image, follow="pinned")
+    try:
+        services(path, "deploy")
+        (version,) = docker_client.containers.list(filters={"label": f"asci.service={name}"})
+        same = subprocess.run(_inside(docker_client, version, ASCI, "-c", str(path), "services", "deploy", name),
+                              capture_output=True, text=True, timeout=120)
+        assert (same.returncode, same.stdout.strip()) == (0, f"{name}: v1.0.0 running (unchanged)"), same.stderr
+
+        data = yaml.safe_load(path.read_text())
+        data["services"]["definitions"][0]["tag"] = "v1.0.2"
+        path.write_text(yaml.safe_dump(data))
+        out = subprocess.run(_inside(docker_client, version, ASCI, "-c", str(path), "services", "deploy", name),
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert f"refusing to replace {name} from inside its own container {version.name}" in out.stderr
+        version.reload()
+        assert version.status == "running"
+        assert [r["to_tag"] for r in json.loads(services(path, "history", name, "--json").stdout)] == ["v1.0.0"]
+
+        assert services(path, "deploy").stdout.strip() == f"{name}: v1.0.2 deployed"  # from the host: done
+        assert requests.get(f"http://127.0.0.1:{port}/version", timeout=5).text.strip() == "v1.0.2"
+    finally:
+        remove_service(docker_client, name)
