@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser("deploy", help="make the running containers match the config (idempotent)")
     p.add_argument("name", nargs="?", help="only this service")
     p.set_defaults(func=cmd_deploy)
-    p = actions.add_parser("status", help="image, tag, digest, health, since and front of every service; problems flagged with !")
+    p = actions.add_parser("status", help="image, tag, digest, health, since and front of every service; "
+                                          "problems flagged with !")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
     p = actions.add_parser("history", help="the rolls of one service, newest first")

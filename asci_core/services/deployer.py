@@ -504,7 +504,8 @@ class Services:
             log.error("serving version exited; restarted but not healthy", **fields, problem=problem)
         else:
             log.warning("serving version exited; restarted and healthy", **fields)
-        return f"{svc.name}: {container} exited with {exit_code}; restarted by {by}" + (f", {problem}" if problem else "")
+        line = f"{svc.name}: {container} exited with {exit_code}; restarted by {by}"
+        return f"{line}, {problem}" if problem else line
 
     def repair(self) -> list[str]:
         """Reconcile the deployed services whose status shows a problem (the periodic check's safety net for
@@ -524,6 +525,7 @@ class Services:
                              and r.from_tag and r.from_tag != r.to_tag), None)
             if current is None or previous is None:
                 raise UsageError(f"service {name} has no earlier version to roll back to")
+            self._refuse_own_container(svc)  # before the tag is marked bad
             self.store.mark_bad(svc.name, current.tag, "rolled back by hand")
             digest = self._roll_locked(svc, current.tag, previous, trigger="rollback")
             last = self.store.history(svc.name, 1)[0]
