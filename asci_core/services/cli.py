@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser("deploy", help="make the running containers match the config (idempotent)")
     p.add_argument("name", nargs="?", help="only this service")
     p.set_defaults(func=cmd_deploy)
-    p = actions.add_parser("status", help="image, tag, digest, health and since of every service")
+    p = actions.add_parser("status", help="image, tag, digest, health, since and front of every service; "
+                                          "problems flagged with !")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
     p = actions.add_parser("history", help="the rolls of one service, newest first")
@@ -46,8 +47,7 @@ def _when(ts: float | None) -> str:
 def cmd_deploy(args: argparse.Namespace) -> int:
     services = _services(args)
     try:
-        for line in services.deploy(args.name):
-            print(line)
+        services.deploy(args.name, report=lambda line: print(line, flush=True))
     finally:
         services.close()
     return 0
@@ -73,9 +73,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0
-    print(f"{'SERVICE':16} {'TAG':12} {'HEALTH':10} {'SINCE':21} {'DIGEST':20} IMAGE")
+    print(f"{'SERVICE':16} {'TAG':12} {'HEALTH':10} {'SINCE':21} {'DIGEST':20} {'FRONT':10} IMAGE")
     for r in rows:
-        print(f"{r.service:16} {r.tag or '-':12} {r.health:10} {_when(r.since):21} {(r.digest or '-')[:19]:20} {r.image}")
+        front = "-" if r.front is None else ("ok" if r.front.problem is None else r.front.state)
+        print(f"{r.service:16} {r.tag or '-':12} {r.health:10} {_when(r.since):21} {(r.digest or '-')[:19]:20} "
+              f"{front:10} {r.image}")
+    for r in rows:
+        if r.front is not None:
+            print(f"front of {r.service}: {r.front.container} {r.front.state} since {r.front.since or '-'}, "
+                  f"forwarding to {r.front.backend or '-'}")
+    for r in rows:
+        if r.problem:
+            print(f"! {r.service}: {r.problem} (`asci services deploy {r.service}` repairs it)")
     return 0
 
 

@@ -37,6 +37,7 @@ from . import containers as ctr
 from . import front as fr
 from .notify import post_failed_roll
 from .policy import allowed, first_allowed, first_tag, next_tag
+from .self_container import own_container_id
 from .settings import ServiceSettings
 from .store import FAILED, INTERRUPTED, ROLLED_BACK, SUCCEEDED, Roll, ServiceStore
 
@@ -51,6 +52,11 @@ class RollFailed(AsciError):
     pass
 
 
+class WouldReplaceItself(AsciError):
+    """The command runs inside a version of the service it would replace: stopping it would end the roll
+    half-done (README, Services: updating `serve`)."""
+
+
 @dataclass(frozen=True)
 class Status:
     service: str
@@ -60,6 +66,8 @@ class Status:
     digest: str | None
     health: str
     since: float | None
+    front: fr.FrontState | None = None  # services with published ports behind a front
+    problem: str | None = None  # what `deploy` would repair: a missing version, a front down or misdirected
 
 
 def workdir_of(config: Any) -> Path:
@@ -126,10 +134,23 @@ class Services:
 
     # --- reconcile ----------------------------------------------------------------
 
-    def deploy(self, name: str | None = None, trigger: str = "deploy") -> list[str]:
-        """Make each service (or NAME) run its recorded version with its current config; one line per service."""
+    def deploy(self, name: str | None = None, trigger: str = "deploy",
+               report: Callable[[str], None] | None = None) -> list[str]:
+        """Make each service (or NAME) run its recorded version with its current config; one line per service,
+        also given to REPORT as it comes. The service whose container runs this is refused after the others."""
         names = [name] if name else [s.name for s in self.settings.definitions]
-        return [self.reconcile(self.service(n), trigger) for n in names]
+        lines, refused = [], None
+        for n in names:
+            try:
+                lines.append(self.reconcile(self.service(n), trigger))
+            except WouldReplaceItself as exc:
+                refused = exc
+                continue
+            if report is not None:
+                report(lines[-1])
+        if refused is not None:
+            raise refused
+        return lines
 
     def reconcile(self, svc: ServiceSettings, trigger: str = "deploy") -> str:
         with self._lock(svc.name):
@@ -145,7 +166,10 @@ class Services:
                            and current is not None and c.labels.get(ctr.TAG_LABEL) == current.tag]
                 keep = next((c for c in serving if c.name == exact), serving[0] if serving else None)
                 if keep is not None and keep.status == "running":
-                    self._front_back_to(client, svc, keep)  # before the others go: a roll may have switched it
+                    # Before the others go: a roll may have switched it. Undoing a roll is no repair to report.
+                    misdirected = self._front_back_to(client, svc, keep)
+                    if not interrupted:
+                        repaired.append(misdirected)
                 for c in found:  # first remove, then start: a half-finished roll may hold the host ports
                     if c is not keep:
                         c.remove(force=True)
@@ -156,15 +180,20 @@ class Services:
                         log.error("the recorded version is not healthy after its restart", service=svc.name,
                                   tag=keep.labels.get(ctr.TAG_LABEL), problem=problem)
                 if keep is not None and keep.name == exact and fr.fronted(svc):
-                    self._front_to(client, svc, keep)
+                    repaired.append(self._front_to(client, svc, keep))
                 return keep is not None and keep.name == exact
 
+            repaired: list[str | None] = []
+            self._refuse_own_container(svc, unless=exact if current is not None and current.tag == want
+                                       and not interrupted else None)
             kept_exact = self._engine(svc, tidy)
             for roll in interrupted:
                 # Undone above; a following service takes the tag again at its next check.
                 self.store.end_roll(roll.id, INTERRUPTED, reason="asci serve stopped during the roll; undone")
                 log.warning("undid a roll interrupted by a restart", service=svc.name, to_tag=roll.to_tag)
             if kept_exact and current is not None and current.tag == want:
+                if any(repaired):
+                    return f"{svc.name}: {want} running (front repaired: {next(r for r in repaired if r)})"
                 return f"{svc.name}: {want} running (unchanged)"
             self._roll_locked(svc, current.tag if current else None, want, trigger)
             return f"{svc.name}: {want} deployed"
@@ -176,7 +205,20 @@ class Services:
             current = self.store.current(svc.name)
             return self._roll_locked(svc, current.tag if current else None, tag, trigger)
 
+    def _refuse_own_container(self, svc: ServiceSettings, unless: str | None = None) -> None:
+        """WouldReplaceItself when this process runs in one of SVC's containers (but UNLESS, the one kept)."""
+        own = own_container_id()
+        if own is None:
+            return
+        mine = [c for c in self._engine(svc, lambda client: self._containers(client, svc)) if c.id == own]
+        if mine and mine[0].name != unless:
+            raise WouldReplaceItself(
+                f"refusing to replace {svc.name} from inside its own container {mine[0].name}: the roll would stop "
+                f"this command half-way; run `asci services deploy {svc.name}` on the host or in a one-shot "
+                f"container of the new image (README, Services: updating serve)")
+
     def _roll_locked(self, svc: ServiceSettings, from_tag: str | None, to_tag: str, trigger: str) -> str:
+        self._refuse_own_container(svc)
         roll_id = self.store.begin_roll(svc.name, from_tag, to_tag, trigger)
         started = time.monotonic()
         log.info("roll started", service=svc.name, from_tag=from_tag, to_tag=to_tag, trigger=trigger)
@@ -313,22 +355,32 @@ class Services:
         (a request, not an exec per check); on another node only the front, inside the service network, can."""
         return None if svc.node in self._here else front
 
-    def _front_back_to(self, client: Any, svc: ServiceSettings, keep: Any) -> None:
-        """After a restart: the front forwards to KEEP again, if a roll cut short had switched it away."""
-        if not fr.fronted(svc):
-            return
-        front = fr.find(client, svc, self._base_image)
-        if front is not None and fr.current(front) != keep.name:
-            fr.switch(front, keep.name)
-            log.warning("front switched back to the recorded version", service=svc.name, backend=keep.name)
+    def _front_back_to(self, client: Any, svc: ServiceSettings, keep: Any) -> str | None:
+        """The running front forwards to KEEP again, if a roll cut short (or a hand) had switched it away;
+        what it forwarded to instead. A front that is not running is left to _front_to."""
+        front = fr.running(client, svc) if fr.fronted(svc) else None
+        if front is None:
+            return None
+        backend = fr.current(front)
+        if backend == keep.name:
+            return None
+        fr.switch(front, keep.name)
+        log.warning("front switched back to the recorded version", service=svc.name, backend=keep.name,
+                    was=backend)
+        return f"the front forwarded to {backend or 'nothing (holding)'}"
 
-    def _front_to(self, client: Any, svc: ServiceSettings, keep: Any) -> None:
-        """The front exists, runs, and forwards to KEEP (a running version on the service network)."""
+    def _front_to(self, client: Any, svc: ServiceSettings, keep: Any) -> str | None:
+        """The front exists, runs, and forwards to KEEP (a running version on the service network).
+        What was repaired, if anything."""
+        before = fr.describe(client, svc, keep.name)
         front = fr.find(client, svc, self._base_image)
         if front is None:
             fr.create(client, svc, self._base_image, keep.name)
         elif fr.current(front) != keep.name:
             fr.switch(front, keep.name)
+        if before.problem:
+            log.warning("front repaired", service=svc.name, was=before.problem, backend=keep.name)
+        return before.problem
 
     # --- without a front --------------------------------------------------------------
 
@@ -407,6 +459,60 @@ class Services:
             if tag is not None:
                 self.offer(svc, tag, trigger="registry")
 
+    # --- crashes ------------------------------------------------------------------------
+
+    def restore(self, service: str, container: str, exit_code: int, restart_wait: float = 5.0) -> str | None:
+        """The serving version CONTAINER of SERVICE exited (the engine's exit feed): it runs again, restarted
+        by the engine's restart policy or, when the engine does not within RESTART_WAIT seconds (stopped by
+        hand, removed), restored here; the front forwards to it. One log line. None when CONTAINER is not the
+        recorded version (a retired one, a roll's own stop): nothing to do."""
+        svc = self.settings.get(service)
+        if svc is None:
+            return None
+        with self._lock(svc.name):  # after a roll in progress: its own stops are then old versions
+            current = self.store.current(svc.name)
+            if current is None or container != ctr.container_name(svc, current.tag):
+                return None
+
+            def bring_back(client: Any) -> tuple[str, str | None]:
+                try:
+                    version = client.containers.get(container)
+                except docker.errors.NotFound:
+                    return "missing", None
+                deadline = time.monotonic() + restart_wait
+                version.reload()
+                while not version.attrs["State"].get("Running") and time.monotonic() < deadline:
+                    time.sleep(0.1)  # bounded poll of the engine's own restart (its policy's first delay)
+                    version.reload()
+                by = "engine"
+                if not version.attrs["State"].get("Running"):
+                    version.start()
+                    by = "asci"
+                problem = ctr.wait_healthy(version, svc, self._checked_from(svc, self._front_of(client, svc)))
+                if fr.fronted(svc) and problem is None:
+                    self._front_to(client, svc, version)
+                return by, problem
+
+            by, problem = self._engine(svc, bring_back)
+        if by == "missing":
+            line = f"{svc.name}: serving version {container} exited with {exit_code} and is gone; deploying it again"
+            log.error("serving version exited and is gone; deploying it again", service=svc.name,
+                      container=container, exit_code=exit_code)
+            return f"{line}: {self.reconcile(svc, 'repair')}"
+        fields = {"service": svc.name, "container": container, "exit_code": exit_code, "restarted_by": by}
+        if problem:
+            log.error("serving version exited; restarted but not healthy", **fields, problem=problem)
+        else:
+            log.warning("serving version exited; restarted and healthy", **fields)
+        line = f"{svc.name}: {container} exited with {exit_code}; restarted by {by}"
+        return f"{line}, {problem}" if problem else line
+
+    def repair(self) -> list[str]:
+        """Reconcile the deployed services whose status shows a problem (the periodic check's safety net for
+        exits the feed missed: another node, `asci serve` down at the time)."""
+        return [self.reconcile(self.service(s.service), "repair") for s in self.status()
+                if s.problem and s.tag is not None]
+
     # --- manual --------------------------------------------------------------------------
 
     def rollback(self, name: str) -> str:
@@ -419,6 +525,7 @@ class Services:
                              and r.from_tag and r.from_tag != r.to_tag), None)
             if current is None or previous is None:
                 raise UsageError(f"service {name} has no earlier version to roll back to")
+            self._refuse_own_container(svc)  # before the tag is marked bad
             self.store.mark_bad(svc.name, current.tag, "rolled back by hand")
             digest = self._roll_locked(svc, current.tag, previous, trigger="rollback")
             last = self.store.history(svc.name, 1)[0]
@@ -434,20 +541,27 @@ class Services:
             current = self.store.current(svc.name)
             want = ctr.container_name(svc, current.tag) if current else None
 
-            def look(client: Any) -> str:
+            def look(client: Any) -> tuple[str, fr.FrontState | None]:
+                front = fr.describe(client, svc, want) if fr.fronted(svc) else None
                 for c in self._containers(client, svc):
                     if c.name == want:
                         if c.status != "running":
-                            return c.status
+                            return c.status, front
                         problem = ctr.check_once(c, svc, self._checked_from(svc, self._front_of(client, svc)))
-                        return "healthy" if problem is None else "unhealthy"
-                return "missing"
+                        return ("healthy" if problem is None else "unhealthy"), front
+                return "missing", front
 
+            front = None
             try:
-                health = self._engine(svc, look) if current else "not deployed"
+                health, front = self._engine(svc, look) if current else ("not deployed", None)
             except AsciError as exc:
                 health = f"unknown ({exc})"
+            problem = None
+            if current is not None and health != "healthy":
+                problem = f"the version {current.tag} is {health}"
+            elif front is not None and front.problem:
+                problem = front.problem
             found.append(Status(svc.name, svc.node, self.image(svc, current.tag if current else svc.tag),
                                 current.tag if current else None, current.digest if current else None,
-                                health, current.since if current else None))
+                                health, current.since if current else None, front, problem))
         return found

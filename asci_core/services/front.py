@@ -19,6 +19,7 @@ import json
 import tarfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,12 +141,20 @@ def create(client: Any, svc: ServiceSettings, base_image: str, backend: str | No
         client.containers.get(name).remove(force=True)
     except docker.errors.NotFound:
         pass
-    front = client.containers.create(
-        image, command=["serve", "--ports", ports, "--hold", f"{svc.front.hold:g}"], name=name,
-        labels={**logging.labels, FRONT_LABEL: svc.name, FRONT_CONFIG_LABEL: front_config(svc, image)},
-        network=network_name(svc), ports={f"{p.container}/tcp": (p.host_ip, p.host) for p in svc.ports},
-        log_config=logging.log_config, init=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
-        restart_policy={"Name": "unless-stopped"})
+
+    def make() -> Any:
+        return client.containers.create(
+            image, command=["serve", "--ports", ports, "--hold", f"{svc.front.hold:g}"], name=name,
+            labels={**logging.labels, FRONT_LABEL: svc.name, FRONT_CONFIG_LABEL: front_config(svc, image)},
+            network=network_name(svc), ports={f"{p.container}/tcp": (p.host_ip, p.host) for p in svc.ports},
+            log_config=logging.log_config, init=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            restart_policy={"Name": "unless-stopped"})
+
+    try:
+        front = make()
+    except docker.errors.ImageNotFound:  # removed as unused by another service's front replacement meanwhile
+        image = ensure_image(client, base_image)
+        front = make()
     try:
         front.start()
     except docker.errors.APIError as exc:
@@ -156,7 +165,31 @@ def create(client: Any, svc: ServiceSettings, base_image: str, backend: str | No
     except FrontError:
         front.remove(force=True)  # frees the host ports for the version being restored
         raise
+    remove_unused_images(client)
     return front
+
+
+def remove_unused_images(client: Any) -> list[str]:
+    """Remove this node's front images that no container uses (left by earlier versions of front_proxy.py
+    or of the base image); only images of IMAGE_REPOSITORY carrying the front's label. The removed tags."""
+    # Every container of the node, stopped ones too: a stopped front still needs its image to start again.
+    used = {c.get("ImageID") for c in client.api.containers(all=True)}
+    removed = []
+    for image in client.images.list(IMAGE_REPOSITORY, filters={"label": f"{FRONT_LABEL}=image"}):
+        if image.id in used:
+            continue
+        tags = [t for t in image.tags if t.startswith(f"{IMAGE_REPOSITORY}:")]
+        if not tags or len(tags) != len(image.tags):
+            continue  # also tagged as something else: not only ours to remove
+        for tag in tags:
+            try:
+                client.images.remove(tag, noprune=False)  # no force: an image in use stays
+            except docker.errors.APIError as exc:  # in use by a container created meanwhile, or gone
+                if exc.status_code not in (404, 409):
+                    raise
+                continue
+            removed.append(tag)
+    return removed
 
 
 def _ask(front: Any, *words: str) -> str:
@@ -221,3 +254,32 @@ def running(client: Any, svc: ServiceSettings) -> Any | None:
 
 def current(front: Any) -> str | None:
     return json.loads(_ask_when_listening(front, "show"))["backend"]
+
+
+@dataclass(frozen=True)
+class FrontState:
+    container: str
+    state: str  # the engine's status (running, restarting, exited, ...) or "missing"
+    backend: str | None  # the version it forwards to, as `show` answers; None when it cannot say
+    since: str | None  # when the front container last started (the engine's time)
+    problem: str | None  # None when it runs and forwards to the expected version
+
+
+def describe(client: Any, svc: ServiceSettings, expected: str | None) -> FrontState:
+    """The front as it is (looks only): running, answering `show`, forwarding to EXPECTED."""
+    name = front_name(svc)
+    try:
+        front = client.containers.get(name)
+    except docker.errors.NotFound:
+        return FrontState(name, "missing", None, None, "the front is missing: its ports answer nothing")
+    since = front.attrs["State"].get("StartedAt")
+    if front.status != "running":
+        return FrontState(name, front.status, None, since, f"the front is {front.status}: its ports answer nothing")
+    try:
+        backend = json.loads(_ask(front, "show"))["backend"]
+    except (FrontError, ValueError, KeyError) as exc:
+        return FrontState(name, "running", None, since, f"the front does not answer show: {exc}"[:200])
+    if backend != expected:
+        return FrontState(name, "running", backend, since,
+                          f"the front forwards to {backend or 'nothing (holding)'}, not to {expected or 'nothing'}")
+    return FrontState(name, "running", backend, since, None)

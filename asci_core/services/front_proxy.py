@@ -19,8 +19,10 @@ restarts; it is kept in a file so a restart of the front (or of the engine) keep
 
 A connection counts against its backend from the moment the backend is chosen, before connecting:
 once `switch` has answered, `drain OLD` waits for every connection that could still reach OLD.
-While no backend answers (a stop-first gap, a restarting backend) a new connection is held and the
-backend retried, re-reading the current one each time, for up to `--hold` seconds.
+While no backend answers (a stop-first gap, a version starting or stopping) a new connection is held
+and the backend retried, re-reading the current one each time, for up to `--hold` seconds. A backend
+whose name the engine's DNS does not resolve has no running container (it crashed, or was stopped):
+the client's connection is closed at once rather than held for a restart that may not come.
 """
 from __future__ import annotations
 
@@ -74,28 +76,40 @@ class Front:
 
     # --- forwarding ---------------------------------------------------------------------
 
-    async def _connect(self, port: int) -> Upstream | None:
+    async def _connect(self, port: int) -> Upstream | str:
+        """The upstream connection, or why there is none. A backend that refuses (starting, stopping) or is
+        not named (a stop-first roll) is retried for up to `--hold` seconds; one whose name the engine does
+        not resolve has no running container — it crashed or was stopped — and its client is told at once
+        instead of waiting for a restart that may never come."""
         deadline = time.monotonic() + self.hold
-        upstream = await self._attempt(port, deadline)
-        if upstream is not None:
-            return upstream
-        self.held += 1
+        counted = False
         try:
-            while upstream is None and time.monotonic() < deadline:
-                await asyncio.sleep(RETRY)
-                upstream = await self._attempt(port, deadline)  # the current backend: a switch may have come
-            return upstream
+            while True:
+                backend = self.backend
+                if backend is not None:
+                    try:
+                        upstream = await self._attempt(backend, port, deadline)
+                    except socket.gaierror:
+                        return "backend not running; connection closed"
+                    if upstream is not None:
+                        return upstream
+                if time.monotonic() >= deadline:
+                    return "no backend answered; connection closed"
+                if not counted:
+                    self.held, counted = self.held + 1, True
+                await asyncio.sleep(RETRY)  # the current backend again: a switch may have come
         finally:
-            self.held -= 1
+            if counted:
+                self.held -= 1
 
-    async def _attempt(self, port: int, deadline: float) -> Upstream | None:
-        backend = self.backend
-        if backend is None:
-            return None
+    async def _attempt(self, backend: str, port: int, deadline: float) -> Upstream | None:
         self.open[backend] += 1  # counted before connecting: `drain` must see it from this moment
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(backend, port),
                                                     timeout=max(0.1, deadline - time.monotonic()))
+        except socket.gaierror:
+            await self._release(backend)
+            raise
         except (OSError, asyncio.TimeoutError):
             await self._release(backend)
             return None
@@ -110,8 +124,8 @@ class Front:
 
     async def forward(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, port: int) -> None:
         upstream = await self._connect(port)
-        if upstream is None:
-            say("no backend answered; connection closed", port=port, backend=self.backend, hold_s=self.hold)
+        if isinstance(upstream, str):
+            say(upstream, port=port, backend=self.backend, hold_s=self.hold)
             client_w.close()
             return
         backend, up_r, up_w = upstream

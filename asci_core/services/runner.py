@@ -2,7 +2,10 @@
 
 Rolls run in worker threads (they wait on containers); one service rolls once at a time (the
 deployer's lock). Reconcile at start undoes a roll cut short by a restart, so exactly one version
-runs before new tags are considered.
+runs before new tags are considered. The engine's exit feed (the launcher's ContainerEventFollower,
+here with its own callback) reports a serving version that crashed: the engine's restart policy
+brings it back, or the deployer restores it, and the front forwards to it again (Services.restore);
+each check period also repairs what `asci services status` flags (Services.repair).
 """
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ from asci_core.errors import AsciError
 from asci_core.events import build_succeeded_listeners
 from asci_core.jsonlog import get_logger
 
+from asci_core.launcher.container_events import ContainerEventFollower, ContainerExit
+
+from .containers import SERVICE_LABEL
 from .deployer import Services
 
 log = get_logger("services")
@@ -51,12 +57,35 @@ def setup(app: web.Application, config: Any) -> None:
         await in_thread("reconcile at start", services.deploy)
         while True:
             await asyncio.sleep(config.services.check_interval)  # the check's period, not a synchronisation
+            await in_thread("repair", services.repair)
             await in_thread("registry check", services.check_registry)
 
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def on_exit(exit: ContainerExit) -> None:
+        """A version's container exited (the follower's thread): restored if it is the serving one."""
+        if loop is not None and config.services.get(exit.component) is not None:
+            loop.call_soon_threadsafe(spawn, in_thread("restore after an exit", services.restore, exit.component,
+                                                       exit.container, exit.exit_code))
+
+    # The engine's exit feed of this host's engine, versions only (the launcher's follower logs exits; this
+    # one acts on them). Services on other nodes are looked at by the periodic repair.
+    exits = ContainerEventFollower(config.stack.docker.socket, emit=on_exit,
+                                   filters={"type": "container", "event": ["die"], "label": [SERVICE_LABEL]})
+
     async def start(_: web.Application) -> None:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        exits.start()
         spawn(periodic())
+        spawn(announce_following())
+
+    async def announce_following() -> None:
+        if await asyncio.to_thread(exits.wait_connected, 60):
+            log.info("services: following the engine's container exits")
 
     async def stop(_: web.Application) -> None:
+        await asyncio.to_thread(exits.stop)
         for task in list(tasks):
             task.cancel()
         if tasks:

@@ -60,7 +60,8 @@ class FrontSettings:
                                        "version publishes them itself (a gap at each roll, but the service "
                                        "sees clients' own addresses)")
     hold: float = setting(10.0, help="seconds the front holds a new connection while no version answers "
-                                     "(a stop-first roll, a restart)", check="positive")
+                                     "(a stop-first roll, a version starting); a crashed one's are closed at once",
+                          check="positive")
     drain: float = setting(30.0, help="seconds a retired version gets to finish the connections the front "
                                       "opened to it before it is stopped", check=("range", 0, 3600))
 
