@@ -4,14 +4,13 @@ exit code."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from asci_core.launcher.errors import StartFailed
+from asci_core.launcher.errors import Conflict, StartFailed
 from asci_core.launcher.readiness import port_answers
 from asci_core.launcher.settings import DEFAULT_ENVIRONMENT, with_registry
-from asci_core.launcher.store import READY, STOPPED
+from asci_core.launcher.store import READY, STARTING, STOPPED
 from autobuild.images import content_tag
 from tests.conftest import LABELS
 from tests.integration import images_support
@@ -90,5 +89,44 @@ def test_a_session_that_dies_later_is_closed_by_reconcile_with_its_exit_code(sta
         closed = launcher.show(record.id)
         assert closed.state == STOPPED and closed.reason == "exited with code 3: out of licences"
         assert containers(docker_client, scope) == []
+    finally:
+        launcher.close()
+
+
+def test_a_session_still_silent_at_the_deadline_answers_starting_and_turns_ready_when_it_listens(
+        stack, docker_client, scope, tmp_path):
+    data = tmp_path / "fs"
+    make_data(data, ("alice", 5001))
+    # Listens on the VNC port only once told to: create's wait (0.5 s) passes while it is silent.
+    command = ["sh", "-c", "while [ ! -e /tmp/listen ]; do sleep 0.1; done; exec nc -ll -p 5901 -e true"]
+    env = tiny_environment(data, command=command, ready_check="vnc")
+    launcher = build_launcher(tmp_path, str(stack.config.stack.docker.socket), scope, [env], ready_timeout=0.5)
+    try:
+        record = launcher.create("alice", "tiny")
+        assert record.state == STARTING and record.container_id
+        with pytest.raises(Conflict, match="is starting, not ready"):
+            launcher.connect(record.id)
+        assert launcher.reconcile().recovered == []  # running, but not listening: still starting
+        assert launcher.show(record.id).state == STARTING
+        docker_client.containers.get(record.container_id).exec_run(["touch", "/tmp/listen"])
+        wait_for(lambda: launcher.show(record.id).state == READY, timeout=30, what="the session ready")
+        launcher.stop(record.id)
+    finally:
+        launcher.close()
+
+
+def test_a_session_that_ends_while_still_starting_is_closed_in_the_background(stack, docker_client, scope, tmp_path):
+    data = tmp_path / "fs"
+    make_data(data, ("alice", 5001))
+    command = ["sh", "-c", "while [ ! -e /tmp/die ]; do sleep 0.1; done; echo 'no display' >&2; exit 5"]
+    env = tiny_environment(data, command=command, ready_check="vnc")
+    launcher = build_launcher(tmp_path, str(stack.config.stack.docker.socket), scope, [env], ready_timeout=0.5)
+    try:
+        record = launcher.create("alice", "tiny")
+        assert record.state == STARTING
+        docker_client.containers.get(record.container_id).exec_run(["touch", "/tmp/die"])
+        wait_for(lambda: launcher.show(record.id).state == STOPPED, timeout=30, what="the session closed")
+        assert launcher.show(record.id).reason == "exited with code 5: no display"
+        wait_for(lambda: containers(docker_client, scope) == [], timeout=10, what="its container removed")
     finally:
         launcher.close()
