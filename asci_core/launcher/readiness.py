@@ -1,6 +1,6 @@
 """When a started session is ready, and why one that ended is gone.
 
-Ready means the session's VNC port accepts a TCP connection at the address `connect` hands
+Ready means the session's VNC server greets a TCP connection at the address `connect` hands
 the proxy (bridge or published: the launcher runs beside the proxy, so what it reaches the
 proxy reaches). A running container alone is not enough: the desktop images' entry point
 checks the identity it is given (ASCI_GROUPS, uid clashes) and exits 64 with one line when it
@@ -26,6 +26,8 @@ from .vnc_endpoint import endpoint
 READY, ENDED, WAITING = "ready", "ended", "waiting"
 POLL = 0.05
 PROBE_TIMEOUT = 0.25
+# Xvnc greets ("RFB 003.008") as soon as it accepts; a loaded machine may take a moment.
+GREETING_TIMEOUT = 1.0
 # The journald driver hands a line to the journal asynchronously: an exit can be seen before its last line.
 LOG_GRACE = 1.0
 REASON_LENGTH = 300
@@ -38,11 +40,14 @@ class Outcome:
 
 
 def port_answers(address: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether a VNC server greets at ADDRESS:PORT. The greeting, not the TCP handshake: on a node
+    that publishes the port the engine's userland proxy accepts connections before Xvnc listens."""
     if not address or not port:
         return False
     try:
-        with socket.create_connection((address, port), timeout=timeout):
-            return True
+        with socket.create_connection((address, port), timeout=timeout) as probe:
+            probe.settimeout(GREETING_TIMEOUT)
+            return probe.recv(4) == b"RFB "
     except OSError:
         return False
 

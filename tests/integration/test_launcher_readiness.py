@@ -98,7 +98,8 @@ def test_a_session_still_silent_at_the_deadline_answers_starting_and_turns_ready
     data = tmp_path / "fs"
     make_data(data, ("alice", 5001))
     # Listens on the VNC port only once told to: create's wait (0.5 s) passes while it is silent.
-    command = ["sh", "-c", "while [ ! -e /tmp/listen ]; do sleep 0.1; done; exec nc -ll -p 5901 -e true"]
+    command = ["sh", "-c", "while [ ! -e /tmp/listen ]; do sleep 0.1; done; "
+                           "while true; do echo 'RFB 003.008' | nc -l -p 5901; done"]
     env = tiny_environment(data, command=command, ready_check="vnc")
     launcher = build_launcher(tmp_path, str(stack.config.stack.docker.socket), scope, [env], ready_timeout=0.5)
     try:
