@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from dataclasses import replace
 
 from asci_core.launcher.readiness import one_line, port_answers
 
@@ -46,3 +47,11 @@ def test_nothing_listening_or_no_address_does_not_answer():
 def test_a_reason_is_one_printable_line_of_bounded_length():
     assert one_line("exited with code 1: a\nb\x1b[31m") == "exited with code 1: a b [31m"
     assert len(one_line("x" * 1000)) == 300
+
+
+def test_which_environments_wait_for_their_vnc_server():
+    from asci_core.launcher.settings import EnvironmentSettings
+    env = EnvironmentSettings(name="d", image="r/d:1")
+    assert [e.waits_for_vnc for e in (env, replace(env, account="image"), replace(env, ready_check="vnc"),
+                                      replace(env, account="image", ready_check="running"))] == [
+        False, True, True, False]
