@@ -14,6 +14,7 @@ from asci_core.launcher.store import READY, STARTING, STOPPED
 from autobuild.images import content_tag
 from tests.conftest import LABELS
 from tests.integration import images_support
+from tests.integration.launcher_api_support import ServedApi, write_config
 from tests.integration.launcher_support import build_launcher, make_data, tiny_environment, wait_for
 
 pytestmark = pytest.mark.integration
@@ -56,6 +57,26 @@ def test_a_desktop_whose_entry_point_refuses_fails_create_with_its_line(stack, d
         assert launcher.list() == []  # nothing counts against alice's limit
     finally:
         launcher.close()
+
+
+def test_the_api_answers_503_with_the_entry_points_line(stack, docker_client, scope, tmp_path, desktop):
+    data_root = tmp_path / "fs"
+    make_data(data_root, ("alice", 5001))
+    path = write_config(tmp_path, str(stack.config.stack.docker.socket), data_root,
+                        launcher={"environments": [{"name": "desktop-base", "image": desktop, "cpus": 1,
+                                                    "memory": "2g", "account": "image"}]})
+    (tmp_path / "users.yaml").write_text(CLASHING_USERS)
+    api = ServedApi(path, scope).start()
+    try:
+        created = api.call("POST", "/sessions", token="alice", json={"environment": "desktop-base"})
+        assert created.status_code == 503, created.text
+        assert created.json()["error"] == "start_failed"
+        assert created.json()["reason"].endswith(f"exited with code 64: {CLASH_LINE}")
+        [stopped] = api.call("GET", "/sessions?include_stopped=true", token="alice").json()["sessions"]
+        assert stopped["state"] == STOPPED and stopped["reason"] == f"exited with code 64: {CLASH_LINE}"
+        assert containers(docker_client, scope) == []
+    finally:
+        api.stop()
 
 
 def test_a_desktop_is_ready_only_once_its_vnc_port_answers(stack, docker_client, scope, tmp_path, desktop):
