@@ -273,8 +273,10 @@ class Launcher:
         """In the background: a session create answered as starting turns ready when its port answers,
         or is closed with its reason when it ends. Bounded; past it, reconcile decides."""
         outcome = self._await_ready(record.node, container_id, WATCH_FACTOR * self.settings.ready_timeout)
+        if self._closing.is_set():
+            return  # the launcher is closing: the next one's reconcile decides
         current = self.store.get(record.id)
-        if current is None or current.state != STARTING or self._closing.is_set():
+        if current is None or current.state != STARTING:
             return
         if outcome.state == readiness.READY:
             self.store.update(record.id, state=READY, reason="")
