@@ -391,13 +391,13 @@ def read_banner(address: str, port: int, timeout: float = 5.0) -> bytes:
 
 
 def all_threads_stopped(pid: int) -> bool:
-    """Whether every thread of PID is in the stopped state (T in /proc/PID/task/TID/stat)."""
+    """Whether every thread of PID is stopped (T in /proc/PID/task/TID/stat) or gone."""
     for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
         try:
             state = stat.read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue  # the thread ended meanwhile
-        if state not in ("T", "t"):
+        if state not in ("T", "t", "Z", "X"):  # stopped, or a thread that ended (answers nothing either)
             return False
     return True
 
