@@ -389,16 +389,17 @@ class Launcher:
         self.store.update(record.id, last_activity=when if when is not None else time.time())
 
     def cull(self, now: float | None = None) -> list[tuple[str, str]]:
-        """Stop ready sessions past their environment's maximum lifetime or idle timeout.
+        """Stop ready sessions past their environment's maximum lifetime or idle timeout, and those
+        still starting (a desktop that never listened) by the same clocks.
 
         Returns (session, reason) for each one stopped. A session whose environment is no longer
         configured keeps running until reconciliation decides; a node that does not answer is
         left for the next pass."""
         now = time.time() if now is None else now
         stopped: list[tuple[str, str]] = []
-        for record in self.store.list(states=(READY,), limit=1_000_000):
+        for record in self.store.list(states=(STARTING, READY), limit=1_000_000):
             env = self.settings.environment(record.environment)
-            if env is None:
+            if env is None or record.id in self._inflight:
                 continue
             reason = None
             if env.max_lifetime is not None and now - record.created_at >= env.max_lifetime:

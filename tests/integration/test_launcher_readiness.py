@@ -152,3 +152,19 @@ def test_a_session_that_ends_while_still_starting_is_closed_in_the_background(st
         wait_for(lambda: containers(docker_client, scope) == [], timeout=10, what="its container removed")
     finally:
         launcher.close()
+
+
+def test_a_session_that_never_listens_is_culled_by_its_idle_clock(stack, docker_client, scope, tmp_path):
+    data = tmp_path / "fs"
+    make_data(data, ("alice", 5001))
+    env = tiny_environment(data, ready_check="vnc", idle_timeout=600.0)
+    launcher = build_launcher(tmp_path, str(stack.config.stack.docker.socket), scope, [env], ready_timeout=0.2)
+    try:
+        record = launcher.create("alice", "tiny")
+        assert record.state == STARTING
+        assert launcher.cull(now=record.created_at + 100) == []
+        assert launcher.cull(now=record.created_at + 600) == [(record.id, "idle for 600 s")]
+        assert launcher.show(record.id).state == STOPPED
+        assert containers(docker_client, scope) == []
+    finally:
+        launcher.close()
