@@ -29,7 +29,7 @@ from .inventory import (HOLDING_STATES, SESSION_LABEL, Capacity, Reservation, fr
                         list_session_containers, node_loads, render_device_for, reservation_from_container)
 from .mount_templates import MountTemplateError
 from .nodes import NodeDown, NodePool, default_nodes
-from . import node_files, opengl
+from . import node_files, opengl, readiness
 from .pull_account import pull
 from .placement import Demand, NodeLoad, NoNodeFits, Ratios, backend_for, place
 from .session_spec import (container_name, create_kwargs, ensure_session_network, first_password_file,
@@ -44,6 +44,8 @@ from .image_reference import resolve
 log = get_logger("launcher")
 
 SESSION_ID = re.compile(r"[0-9a-f]{16}")
+# A session still starting when create answered is watched this many ready_timeouts in the background.
+WATCH_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class Launcher:
         # Sized for every API worker surveying every node at once (threads are made only when needed).
         self._survey_workers = ThreadPoolExecutor(max_workers=max(16, min(256, 8 * len(pool.names()))),
                                                   thread_name_prefix="asci-survey")
+        # Ends the background readiness watches of sessions still starting when create answered.
+        self._closing = threading.Event()
 
     @classmethod
     def from_config(cls, config: Any, scope: Mapping[str, str] | None = None) -> "Launcher":
@@ -115,6 +119,7 @@ class Launcher:
                    NodePool(nodes, settings.engine_timeout), scope, registry=pull_access(config))
 
     def close(self) -> None:
+        self._closing.set()
         self.usage.close()
         self._survey_workers.shutdown(wait=False, cancel_futures=True)
         self.pool.close()
@@ -233,12 +238,62 @@ class Launcher:
                         node=record.node, reason=reason)
             raise (NodeUnavailable if isinstance(exc, NodeDown) else StartFailed)(
                 f"session for {env.name!r} could not start on {record.node}: {reason}") from None
-        log.info("session started", session=record.id, user=who.name, environment=env.name, node=record.node,
-                 container=container_id[:12])
+        outcome = (self._await_ready(record.node, container_id, self.settings.ready_timeout)
+                   if env.waits_for_vnc else readiness.Outcome(readiness.READY))
+        if outcome.state == readiness.ENDED:
+            self._end_started(record, container_id, outcome.reason)
+            raise StartFailed(f"session for {env.name!r} could not start on {record.node}: {outcome.reason}")
         if first is not None:
             with self._admission:
                 self._first_passwords[record.id] = first
+        if outcome.state == readiness.WAITING:
+            log.info("session still starting", session=record.id, user=who.name, environment=env.name,
+                     node=record.node, container=container_id[:12], waited_seconds=self.settings.ready_timeout)
+            record = self.store.update(record.id, container_id=container_id)
+            threading.Thread(target=self._watch, args=(record, container_id), daemon=True,
+                             name=f"asci-ready-{record.id}").start()
+            return record
+        log.info("session started", session=record.id, user=who.name, environment=env.name, node=record.node,
+                 container=container_id[:12])
         return self.store.update(record.id, state=READY, container_id=container_id)
+
+    # --- readiness -------------------------------------------------------
+
+    def _await_ready(self, node: str, container_id: str, timeout: float) -> readiness.Outcome:
+        """The session's first of "VNC answers" and "container ended" within TIMEOUT; WAITING when
+        neither came or the node stopped answering meanwhile (reconcile then decides)."""
+        settings = self.pool.nodes[node].settings
+        try:
+            return self.pool.call(node, lambda c: readiness.wait_ready(
+                c, container_id, settings, self.settings.session_network, timeout, self._closing.is_set))
+        except (NodeDown, docker.errors.APIError):
+            return readiness.Outcome(readiness.WAITING)
+
+    def _watch(self, record: SessionRecord, container_id: str) -> None:
+        """In the background: a session create answered as starting turns ready when its port answers,
+        or is closed with its reason when it ends. Bounded; past it, reconcile decides."""
+        outcome = self._await_ready(record.node, container_id, WATCH_FACTOR * self.settings.ready_timeout)
+        if self._closing.is_set():
+            return  # the launcher is closing: the next one's reconcile decides
+        current = self.store.get(record.id)
+        if current is None or current.state != STARTING:
+            return
+        if outcome.state == readiness.READY:
+            self.store.update(record.id, state=READY, reason="")
+            log.info("session started", session=record.id, user=record.user, environment=record.environment,
+                     node=record.node, container=container_id[:12])
+        elif outcome.state == readiness.ENDED:
+            self._end_started(record, container_id, outcome.reason)
+
+    def _end_started(self, record: SessionRecord, container_id: str, reason: str) -> None:
+        """A session that ended before it was ready: its container removed, its record closed with REASON."""
+        with self._admission:
+            self._first_passwords.pop(record.id, None)
+        self._remove_quietly(replace(record, container_id=container_id))
+        self.store.update(record.id, state=STOPPED, container_id=container_id, reason=reason)
+        self._end_gl(record.id)
+        log.warning("session failed to start", session=record.id, user=record.user, environment=record.environment,
+                    node=record.node, reason=reason)
 
     # --- stop ------------------------------------------------------------
 
@@ -334,16 +389,17 @@ class Launcher:
         self.store.update(record.id, last_activity=when if when is not None else time.time())
 
     def cull(self, now: float | None = None) -> list[tuple[str, str]]:
-        """Stop ready sessions past their environment's maximum lifetime or idle timeout.
+        """Stop ready sessions past their environment's maximum lifetime or idle timeout, and those
+        still starting (a desktop that never listened) by the same clocks.
 
         Returns (session, reason) for each one stopped. A session whose environment is no longer
         configured keeps running until reconciliation decides; a node that does not answer is
         left for the next pass."""
         now = time.time() if now is None else now
         stopped: list[tuple[str, str]] = []
-        for record in self.store.list(states=(READY,), limit=1_000_000):
+        for record in self.store.list(states=(STARTING, READY), limit=1_000_000):
             env = self.settings.environment(record.environment)
-            if env is None:
+            if env is None or record.id in self._inflight:
                 continue
             reason = None
             if env.max_lifetime is not None and now - record.created_at >= env.max_lifetime:
@@ -429,15 +485,38 @@ class Launcher:
             self._remove_container(node, summary, report, "no record of it")
             return
         if record.state in (STOPPED, STOPPING) or not holding:
+            # The reason (exit code, last log line) is read before the container and its log go.
+            reason = record.reason if record.state in (STOPPED, STOPPING) else self._ended_reason(node, summary)
             self._remove_container(node, summary, report, f"record {record.state}, container {summary.get('State')}")
             if record.state != STOPPED:
-                reason = record.reason if record.state == STOPPING else f"container {summary.get('State')}"
                 self.store.update(record.id, state=STOPPED, reason=reason)
                 report.closed.append(record.id)
             return
         if record.state in (STARTING, LOST) and record.id not in self._inflight:
+            if record.state == STARTING and not self._answers(node, record, summary.get("Id", "")):
+                return  # its desktop is not listening yet: still starting
             self.store.update(record.id, state=READY, container_id=summary.get("Id", ""), reason="")
             report.recovered.append(record.id)
+
+    def _ended_reason(self, node: str, summary: dict) -> str:
+        container_id = summary.get("Id", "")
+        try:
+            return self.pool.call(node, lambda c: readiness.ended_reason(c, container_id))
+        except (NodeDown, docker.errors.APIError):
+            return f"container {summary.get('State')}"
+
+    def _answers(self, node: str, record: SessionRecord, container_id: str) -> bool:
+        """Whether a starting session is ready: its VNC port answers, or its environment waits for none."""
+        env = self.settings.environment(record.environment)
+        if env is None or not env.waits_for_vnc:
+            return True
+        settings = self.pool.nodes[node].settings
+        try:
+            outcome = self.pool.call(node, lambda c: readiness.check(c, container_id, settings,
+                                                                     self.settings.session_network))
+        except (NodeDown, docker.errors.APIError):
+            return False
+        return outcome.state == readiness.READY
 
     def _adoptable(self, found: Reservation) -> bool:
         if not SESSION_ID.fullmatch(found.session) or self.settings.environment(found.environment) is None:

@@ -77,6 +77,11 @@ class EnvironmentSettings:
         "engine", help="engine: the engine starts the session as the user's uid:gid; image: the image's entry "
                        "point starts as root with only CHOWN, DAC_OVERRIDE, FOWNER, SETGID, SETUID, creates the account from "
                        "ASCI_USER/ASCI_UID/ASCI_GID and drops to it for good (the ASCI desktop images)")
+    ready_check: Literal["auto", "vnc", "running"] = setting(
+        "auto", help="vnc: ready when the VNC port accepts a connection (create waits up to launcher.ready_timeout, "
+                     "and a desktop that ends meanwhile fails with its last log line); running: as soon as the "
+                     "container runs (images without VNC); auto: vnc for account image (the ASCI desktop images), "
+                     "running otherwise")
     node_labels: dict[str, str] = setting(default_factory=dict,
                                           help="labels a node must carry to run this, e.g. {beamline: i03}")
     idle_timeout: float | None = setting(3600.0, help="seconds without a viewer before the session is stopped",
@@ -94,6 +99,10 @@ class EnvironmentSettings:
     @property
     def memory_bytes(self) -> int:
         return parse_size(self.memory)
+
+    @property
+    def waits_for_vnc(self) -> bool:
+        return self.ready_check == "vnc" or (self.ready_check == "auto" and self.account == "image")
 
     @property
     def shm_bytes(self) -> int:
@@ -200,6 +209,9 @@ class LauncherSettings:
                                     check="positive")
     usage_interval: float = setting(10.0, help="seconds between background samples of what each node's containers "
                                                "really use (0: place by reservations only)", check=("range", 0, 3600))
+    ready_timeout: float = setting(20.0, help="seconds create waits for a new desktop's VNC port; past it the "
+                                              "session answers `starting` and turns ready in the background",
+                                   check="positive")
     stop_timeout: int = setting(10, help="seconds a session gets to exit before it is killed", check=("range", 0, 600))
     registry_username: str | None = setting(None, help="pull-only registry account for session images "
                                                        "(default: the registry's own credentials)")

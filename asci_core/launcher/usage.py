@@ -109,6 +109,10 @@ def sample_node(client: Any, workers: ThreadPoolExecutor) -> dict[str, Reading]:
             return container, reading_from_stats(client.api.stats(container, stream=False, one_shot=True))
         except docker.errors.APIError:
             return container, None  # exited between the listing and its reading, or cannot be read: not counted
+        except ValueError:
+            # An empty body: the engine answers so for a container removed while it was being read.
+            # requests' JSONDecodeError is an OSError too, and NodePool.call would take the node for down.
+            return container, None
     return {cid: r for cid, r in workers.map(one, ids) if r is not None}
 
 

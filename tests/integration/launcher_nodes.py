@@ -88,9 +88,16 @@ class EngineNode:
     # --- making it stop answering ---------------------------------------
 
     def freeze(self) -> None:
-        """The engine hangs: connections are accepted by the kernel, nothing answers. Sessions keep running."""
+        """The engine hangs: connections are accepted by the kernel, nothing answers. Sessions keep running.
+
+        Returns once every thread of the engine is stopped. kill() only queues SIGSTOP: the kernel
+        hands it to one thread (the main one, by preference), and only when that thread takes it are
+        the others told to stop. On a loaded machine that thread may be waiting for a CPU or in an
+        uninterruptible disk wait (D) while the engine's other threads go on answering, so a call made
+        right after kill() could still be answered: a reconcile then found nothing lost."""
         os.kill(self.process.pid, signal.SIGSTOP)
         self.stopped = True
+        wait_until(lambda: all_threads_stopped(self.process.pid), 30, f"every thread of {self.name}'s engine stopped")
 
     def thaw(self) -> None:
         os.kill(self.process.pid, signal.SIGCONT)
@@ -381,6 +388,18 @@ def read_banner(address: str, port: int, timeout: float = 5.0) -> bytes:
                 break
             data += chunk
         return data
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of PID is stopped (T in /proc/PID/task/TID/stat) or gone."""
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+        if state not in ("T", "t", "Z", "X"):  # stopped, or a thread that ended (answers nothing either)
+            return False
+    return True
 
 
 def sweep_abandoned() -> None:

@@ -27,6 +27,8 @@ def tiny_environment(data_root: Path, name: str = "tiny", command: list[str] | N
     values: dict[str, Any] = dict(
         name=name, image=TINY, command=command or ["sleep", "3600"], cpus=0.25, memory="64m", shm_size="16m",
         pids_limit=64, allowed_groups=["i03"], env={"LANG": "C.UTF-8"},
+        # The stand-in serves no VNC: ready once it runs, even when a test gives it `account: image`.
+        ready_check="running",
         mounts=[MountSettings(f"{data_root}/data/{{user}}", "/home/{user}/data", True),
                 MountSettings(f"{data_root}/scratch/{{user}}", "/scratch", False)])
     values.update(overrides)

@@ -110,8 +110,10 @@ def leftover_readers(node: EngineNode) -> list:
 def test_a_glx_session_on_a_tls_node_renders_through_virtualgl_with_its_cookie_put_in_not_mounted(
         remote_nodes, tls, three_dx_a, stack, gpu_image, scope, tmp_path):
     node = remote_nodes.nodes[0]
+    # ready_check running: the session's bridge address inside the namespace node is out of this host's
+    # reach, so create would wait launcher.ready_timeout for a VNC greeting (readiness is tested elsewhere).
     env = replace(with_registry(DEFAULT_ENVIRONMENT, stack.registry.address), name="gl", image=gpu_image,
-                  title="GPU desktop", cpus=0.5, opengl="glx")
+                  title="GPU desktop", cpus=0.5, opengl="glx", ready_check="running")
     launcher = build_launcher(tmp_path, "", scope, [env], nodes=[remote(node, tls, three_dx_a, "a")])
     try:
         record = launcher.create("alice", "gl")
