@@ -11,7 +11,7 @@ from typing import Callable
 
 import docker
 
-from autobuild.images import SOURCE_ROOT, BuildOutcome, Family, build_family, default_images_dir
+from autobuild.images import SOURCE_ROOT, BuildOutcome, Family, build_family, content_tag, default_images_dir
 from tests.conftest import LABELS
 
 TAG = "latest"  # the README's tag: the tests and a newcomer's first command share their cache
@@ -45,6 +45,12 @@ def image(stack, client: docker.DockerClient, name: str) -> BuildOutcome:
         for outcome in build_family(client, family(stack), [name], tag=TAG, push=False, log=_QuietLog()):
             _built[outcome.name] = outcome
     return _built[name]
+
+
+def by_content(stack, client: docker.DockerClient, name: str) -> str:
+    """NAME as this tree builds it, by its content tag: `latest` may be another checkout's build."""
+    outcome = image(stack, client, name)
+    return family(stack).ref(name, content_tag(outcome.inputs))
 
 
 def wait_for(what: str, probe: Callable[[], object], timeout: float = 30.0, every: float = 0.1):

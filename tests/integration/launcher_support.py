@@ -12,6 +12,7 @@ from asci_core.launcher.sessions import Launcher
 from asci_core.launcher.settings import EnvironmentSettings, LauncherSettings, MountSettings, NodeSettings
 from asci_core.launcher.store import SessionStore
 from tests.support.waiting import wait_until
+from tests.support.socket_pump import pump
 
 USERS = """
 users:
@@ -136,17 +137,5 @@ class EngineRelay:
             with self._lock:
                 self._open += [client, engine]
             for a, b in ((client, engine), (engine, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass

@@ -14,6 +14,7 @@ import socket
 import threading
 from pathlib import Path
 from typing import Callable, TypeVar
+from tests.support.socket_pump import pump
 
 CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
@@ -99,17 +100,5 @@ class LoopbackRelay:
             with self._lock:
                 self._open += [client, target]
             for a, b in ((client, target), (target, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass

@@ -11,7 +11,6 @@ import pytest
 
 from asci_core.launcher.errors import NotAllowed
 from asci_core.launcher.settings import DEFAULT_ENVIRONMENT, MountSettings, with_registry
-from autobuild.images import content_tag
 from tests.conftest import LABELS
 from tests.integration import images_support
 from tests.integration.launcher_support import build_launcher, make_data, tiny_environment, wait_for
@@ -32,9 +31,7 @@ def scope(unique) -> dict[str, str]:
 
 @pytest.fixture
 def desktop(stack, docker_client) -> str:
-    """This tree's desktop-base by its content tag: `latest` may be another checkout's build."""
-    outcome = images_support.image(stack, docker_client, "desktop-base")
-    return images_support.family(stack).ref("desktop-base", content_tag(outcome.inputs))
+    return images_support.by_content(stack, docker_client, "desktop-base")
 
 
 @pytest.fixture
