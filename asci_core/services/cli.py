@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+from contextlib import closing
 from dataclasses import asdict
 from typing import Any
 
@@ -45,31 +46,22 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    services = _services(args)
-    try:
+    with closing(_services(args)) as services:
         services.deploy(args.name, report=lambda line: print(line, flush=True))
-    finally:
-        services.close()
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    services = _services(args)
-    try:
+    with closing(_services(args)) as services:
         services.check_registry()
         for s in services.status():
             print(f"{s.service}: {s.tag or '-'} {s.health}")
-    finally:
-        services.close()
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    services = _services(args)
-    try:
+    with closing(_services(args)) as services:
         rows = services.status()
-    finally:
-        services.close()
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0
@@ -89,11 +81,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    services = _services(args)
-    try:
+    with closing(_services(args)) as services:
         rolls = services.history(args.name)
-    finally:
-        services.close()
     if args.json:
         print(json.dumps([asdict(r) for r in rolls], indent=2))
         return 0
@@ -106,9 +95,6 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    services = _services(args)
-    try:
+    with closing(_services(args)) as services:
         print(services.rollback(args.name))
-    finally:
-        services.close()
     return 0
